@@ -1,0 +1,209 @@
+"""Pure-JAX forward pass of the Llama family (llama, qwen2, qwen3) over a preallocated KV cache.
+
+Layout decisions (why):
+- Rows are LEFT-padded: every row writes its next token to the same cache slot, so one
+  `dynamic_update_slice` updates the whole batch in place and "the filled part" of the cache is a
+  shared prefix `[0, length)`. `start_B` marks each row's first real slot; RoPE positions are
+  `slot - start_B`, so padding never shifts a row's positions and greedy output is batch-invariant.
+- Attention reads only the first `window` cache slots (a static size the decode loop grows in
+  stages): attending over the whole preallocated cache is the largest cost at small model sizes.
+- GQA without repeating K/V: queries are grouped `[B, T, K, G, hd]` against `[B, K, S, hd]`.
+- Weights may be bfloat16; every matmul accumulates in float32 (`preferred_element_type`), the
+  residual stream, norms, softmax and logits are float32.
+- Layers are unrolled in Python: XLA:CPU runs one big fused program faster than a loop of many
+  small ones, and it lets attention metrics be computed only for the layers the sampler uses.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from entropix_s1 import metrics as metrics_lib
+from entropix_s1.config import ModelConfig
+
+Array = jax.Array
+MASK_VALUE = -1e30  # finite, so a fully masked (padding) query row gives no NaN
+
+
+@struct.dataclass
+class LayerParams:
+    attn_norm_D: Array
+    wqkv_DNH: Array  # N = n_heads + 2 * n_kv_heads (q, then k, then v)
+    bqkv_NH: Array | None
+    q_norm_H: Array | None
+    k_norm_H: Array | None
+    wo_NHD: Array
+    mlp_norm_D: Array
+    w_gate_up_D2F: Array  # [:, 0] gate, [:, 1] up
+    w_down_FD: Array
+
+
+@struct.dataclass
+class Params:
+    embed_VD: Array
+    layers: tuple[LayerParams, ...]
+    final_norm_D: Array
+    lm_head_VD: Array | None  # None when tied to the embedding
+
+    @property
+    def dtype(self) -> jnp.dtype:
+        return self.embed_VD.dtype
+
+
+@struct.dataclass
+class KVCache:
+    """Per-layer K/V buffers `[B, K, S, hd]`, updated in place (donate the cache to jitted calls).
+
+    start_B: first real (non-padding) slot of each row. length: slots filled so far (shared).
+    """
+
+    k: tuple[Array, ...]
+    v: tuple[Array, ...]
+    start_B: Array
+    length: Array
+
+    @property
+    def max_len(self) -> int:
+        return self.k[0].shape[2]
+
+    @classmethod
+    def init(cls, cfg: ModelConfig, batch: int, max_len: int, dtype, start_B: Array | None = None) -> "KVCache":
+        shape = (batch, cfg.n_kv_heads, max_len, cfg.head_dim)
+        zeros = lambda: tuple(jnp.zeros(shape, dtype) for _ in range(cfg.n_layers))  # noqa: E731
+        if start_B is None:
+            start_B = jnp.zeros((batch,), jnp.int32)
+        return cls(k=zeros(), v=zeros(), start_B=jnp.asarray(start_B, jnp.int32), length=jnp.zeros((), jnp.int32))
+
+
+def rms_norm(x: Array, w: Array, eps: float) -> Array:
+    """RMSNorm in float32: x / sqrt(mean(x^2) + eps) * w."""
+    x = x.astype(jnp.float32)
+    return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + eps) * w.astype(jnp.float32)
+
+
+def apply_rope(x_BTNH: Array, pos_BT: Array, inv_freq: Array) -> Array:
+    """Rotate-half RoPE (the HF layout): x*cos + rotate_half(x)*sin, angles pos * inv_freq."""
+    ang_BTF = pos_BT.astype(jnp.float32)[..., None] * inv_freq
+    cos = jnp.cos(ang_BTF)[:, :, None, :]
+    sin = jnp.sin(ang_BTF)[:, :, None, :]
+    x1, x2 = jnp.split(x_BTNH.astype(jnp.float32), 2, axis=-1)
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+
+def _mm(spec: str, x: Array, w: Array) -> Array:
+    """einsum in the weight's dtype with float32 accumulation."""
+    return jnp.einsum(spec, x.astype(w.dtype), w, preferred_element_type=jnp.float32)
+
+
+def _attention(
+    lp: LayerParams,
+    cfg: ModelConfig,
+    x_BTD: Array,
+    pos_BT: Array,
+    k_cache: Array,
+    v_cache: Array,
+    valid_BTS: Array,
+    slot0: Array,
+    window: int,
+    want_metrics: bool,
+):
+    B, T, _ = x_BTD.shape
+    H, K, G, hd = cfg.n_heads, cfg.n_kv_heads, cfg.q_per_kv, cfg.head_dim
+    qkv_BTNH = _mm("btd,dnh->btnh", x_BTD, lp.wqkv_DNH)
+    if lp.bqkv_NH is not None:
+        qkv_BTNH = qkv_BTNH + lp.bqkv_NH.astype(jnp.float32)
+    q, k, v = qkv_BTNH[:, :, :H], qkv_BTNH[:, :, H : H + K], qkv_BTNH[:, :, H + K :]
+    if lp.q_norm_H is not None:
+        q = rms_norm(q, lp.q_norm_H, cfg.norm_eps)
+        k = rms_norm(k, lp.k_norm_H, cfg.norm_eps)
+    inv_freq = jnp.asarray(cfg.inv_freq())
+    q = apply_rope(q, pos_BT, inv_freq)
+    k = apply_rope(k, pos_BT, inv_freq)
+
+    # Write this step's K/V at slots [slot0, slot0 + T) of every row, in place.
+    k_BKTH = jnp.swapaxes(k, 1, 2).astype(k_cache.dtype)
+    v_BKTH = jnp.swapaxes(v, 1, 2).astype(v_cache.dtype)
+    k_cache = jax.lax.dynamic_update_slice(k_cache, k_BKTH, (0, 0, slot0, 0))
+    v_cache = jax.lax.dynamic_update_slice(v_cache, v_BKTH, (0, 0, slot0, 0))
+    k_win, v_win = k_cache[:, :, :window], v_cache[:, :, :window]
+
+    q_BTKGH = q.reshape(B, T, K, G, hd) * (hd**-0.5)
+    scores_BKGTS = _mm("btkgh,bksh->bkgts", q_BTKGH, k_win)
+    scores_BKGTS = jnp.where(valid_BTS[:, None, None], scores_BKGTS, MASK_VALUE)
+    probs = jax.nn.softmax(scores_BKGTS, axis=-1)
+    out_BTKGH = _mm("bkgts,bksh->btkgh", probs, v_win)
+    out_BTD = _mm("btnh,nhd->btd", out_BTKGH.reshape(B, T, H, hd), lp.wo_NHD)
+
+    attn_m = None
+    if want_metrics:  # the current (last) query position only
+        scores_BHS = scores_BKGTS[:, :, :, -1, :].reshape(B, H, window)
+        attn_m = metrics_lib.attention_metrics(scores_BHS, valid_BTS[:, -1, :])
+    return out_BTD, k_cache, v_cache, attn_m
+
+
+def _mlp(lp: LayerParams, x_BTD: Array) -> Array:
+    gu_BTCF = _mm("btd,dcf->btcf", x_BTD, lp.w_gate_up_D2F)
+    h_BTF = jax.nn.silu(gu_BTCF[:, :, 0]) * gu_BTCF[:, :, 1]
+    return _mm("btf,fd->btd", h_BTF, lp.w_down_FD)
+
+
+def forward(
+    params: Params,
+    cfg: ModelConfig,
+    tokens_BT: Array,
+    cache: KVCache,
+    *,
+    window: int,
+    metric_layers: Sequence[int] = (),
+    last_only: bool = False,
+):
+    """Run T new tokens per row through the model, appending them to the cache.
+
+    Writes slots `[cache.length, cache.length + T)`; requires `cache.length + T <= window <= max_len`.
+    Returns `(logits, cache, attn_metrics)`: logits float32 `[B, T, V]` (or `[B, V]` for the last
+    position when `last_only`), the updated cache, and the attention metrics of the last query
+    position averaged over `metric_layers` (None when empty).
+    """
+    B, T = tokens_BT.shape
+    slot0 = cache.length
+    slots_T = slot0 + jnp.arange(T, dtype=jnp.int32)
+    pos_BT = jnp.maximum(slots_T[None, :] - cache.start_B[:, None], 0)
+    key_S = jnp.arange(window, dtype=jnp.int32)
+    # Valid keys: this row's real tokens (>= start) that are not in the future (<= query slot).
+    valid_BTS = (key_S[None, None, :] >= cache.start_B[:, None, None]) & (key_S[None, None, :] <= slots_T[None, :, None])
+
+    x_BTD = params.embed_VD[tokens_BT].astype(jnp.float32)
+    ks, vs, layer_metrics = list(cache.k), list(cache.v), []
+    metric_layers = {i % cfg.n_layers for i in metric_layers}
+    for i, lp in enumerate(params.layers):
+        h = rms_norm(x_BTD, lp.attn_norm_D, cfg.norm_eps)
+        a, ks[i], vs[i], m = _attention(lp, cfg, h, pos_BT, ks[i], vs[i], valid_BTS, slot0, window, i in metric_layers)
+        if m is not None:
+            layer_metrics.append(m)
+        x_BTD = x_BTD + a
+        x_BTD = x_BTD + _mlp(lp, rms_norm(x_BTD, lp.mlp_norm_D, cfg.norm_eps))
+
+    if last_only:
+        x_BTD = x_BTD[:, -1:]
+    x_BTD = rms_norm(x_BTD, params.final_norm_D, cfg.norm_eps)
+    head_VD = params.embed_VD if params.lm_head_VD is None else params.lm_head_VD
+    logits = _mm("btd,vd->btv", x_BTD, head_VD)
+    if last_only:
+        logits = logits[:, 0]
+    new_cache = cache.replace(k=tuple(ks), v=tuple(vs), length=cache.length + T)
+    attn_m = metrics_lib.combine_layers(layer_metrics) if layer_metrics else None
+    return logits, new_cache, attn_m
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def score_logits(params: Params, cfg: ModelConfig, tokens_BT: Array, start_B: Array) -> Array:
+    """Full-sequence logits [B, T, V] for left-padded tokens (no cache kept): used by `score`."""
+    B, T = tokens_BT.shape
+    cache = KVCache.init(cfg, B, T, params.dtype, start_B)
+    logits, _, _ = forward(params, cfg, tokens_BT, cache, window=T)
+    return logits

@@ -1,0 +1,71 @@
+"""Host-side result records shared by the engine, traces, CLI and research harness.
+
+Plain frozen dataclasses (no arrays) so they serialise to JSON and compare in tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+Phase = Literal["thinking", "answer"]
+#: Why a token was forced rather than sampled; None for sampled tokens.
+#: "prefill": assistant prefill / think_start; "cap": end-of-thinking + answer prefix at the cap;
+#: "wait": s1 extension replacing a delimiter; "pause": entropix pause insertion;
+#: "wait:uncertain" / "end:confident": adaptive budget forcing decisions.
+ForcedReason = str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class TraceStep:
+    """One generated token (sampled or forced) of one row: the line format of `--trace` JSONL."""
+
+    step: int
+    row: int
+    token_id: int
+    token: str
+    entropy: float | None
+    varentropy: float | None
+    attn_entropy: float | None
+    attn_varentropy: float | None
+    agreement: float | None
+    interaction: float | None
+    regime: str
+    forced: ForcedReason
+    phase: Phase
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationResult:
+    """Everything one prompt row produced.
+
+    `token_ids` are the generated ids (prompt excluded, forced tokens included).
+    `stop_reason` is one of: "eos", "stop_string", "max_new_tokens", "answer_budget", "error".
+    A row that could not run (bad prompt) has `stop_reason == "error"` and `error` set; the other
+    rows of the batch are unaffected.
+    """
+
+    prompt: str
+    token_ids: tuple[int, ...]
+    text: str
+    thinking_text: str
+    answer_text: str
+    thinking_tokens: int
+    answer_tokens: int
+    waits_inserted: int
+    pauses_inserted: int
+    stop_reason: str
+    trace: tuple[TraceStep, ...] = ()
+    error: str | None = None
+
+    def to_json(self, with_trace: bool = False) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["token_ids"] = list(self.token_ids)
+        if with_trace:
+            d["trace"] = [t.to_json() for t in self.trace]
+        else:
+            d.pop("trace")
+        return d
