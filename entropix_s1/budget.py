@@ -9,6 +9,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
 from entropix_s1.errors import ConfigError
 
 BudgetMode = Literal["fixed", "adaptive"]
@@ -61,3 +66,84 @@ class Budget:
             raise ConfigError(f"Budget.max_answer_tokens must be >= 1, got {self.max_answer_tokens}")
         if self.mode not in ("fixed", "adaptive"):
             raise ConfigError(f"Budget.mode must be 'fixed' or 'adaptive', got {self.mode!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Array side: token tables built once on the host, and the per-row helpers the loop uses.
+
+#: Forced-sequence slots of `TokenTables.forced_RL`.
+SEQ_PREFILL, SEQ_CAP, SEQ_WAIT, SEQ_PAUSE = range(4)
+#: Reason codes stored per generated token (0: sampled). Names index FORCED_NAMES.
+NOT_FORCED, FORCED_PREFILL, FORCED_CAP, FORCED_WAIT, FORCED_PAUSE = range(5)
+FORCED_NAMES: tuple[str | None, ...] = (None, "prefill", "cap", "wait", "pause")
+SEQ_REASON = np.array([FORCED_PREFILL, FORCED_CAP, FORCED_WAIT, FORCED_PAUSE], np.int32)
+THINKING, ANSWER = 0, 1
+NO_LIMIT = np.iinfo(np.int32).max // 2
+
+
+@struct.dataclass
+class TokenTables:
+    """Every string the loop needs, as token ids (the loop never sees a tokenizer).
+
+    forced_RL / forced_len_R: sequences the loop emits token by token (think_start, the cap tail
+        think_end[0] + answer_prefix, wait_text, the entropix pause text), right-padded.
+    delim_ML / delim_len_M: end-of-thinking delimiters, RIGHT-aligned, -1 left padding.
+    stop_ML / stop_len_M: stop sequences, same layout. eos_E: end-of-sequence ids (-1 padded).
+    """
+
+    forced_RL: jax.Array
+    forced_len_R: jax.Array
+    delim_ML: jax.Array
+    delim_len_M: jax.Array
+    stop_ML: jax.Array
+    stop_len_M: jax.Array
+    eos_E: jax.Array
+
+    @staticmethod
+    def build(forced: list[list[int]], delims: list[list[int]], stops: list[list[int]], eos: list[int]) -> "TokenTables":
+        def right_pad(seqs):
+            L = max([len(s) for s in seqs] + [1])
+            a = np.zeros((len(seqs), L), np.int32)
+            for i, s in enumerate(seqs):
+                a[i, : len(s)] = s
+            return a, np.array([len(s) for s in seqs], np.int32)
+
+        def right_align(seqs):
+            seqs = seqs or [[]]
+            L = max([len(s) for s in seqs] + [1])
+            a = np.full((len(seqs), L), -1, np.int32)
+            for i, s in enumerate(seqs):
+                if s:
+                    a[i, L - len(s) :] = s
+            return a, np.array([len(s) for s in seqs], np.int32)
+
+        f, fl = right_pad(forced)
+        d, dl = right_align(delims)
+        s, sl = right_align(stops)
+        e = np.array(list(eos) or [-1], np.int32)
+        return TokenTables(*(jnp.asarray(x) for x in (f, fl, d, dl, s, sl, e)))
+
+
+def match_tail(out_BN: jax.Array, n_out_B: jax.Array, seq_ML: jax.Array, len_M: jax.Array) -> jax.Array:
+    """Length of the longest sequence of `seq_ML` that ends the row's output, 0 if none. [B]"""
+    L = seq_ML.shape[1]
+    idx_BL = n_out_B[:, None] - L + jnp.arange(L, dtype=jnp.int32)
+    tail_BL = jnp.take_along_axis(out_BN, jnp.clip(idx_BL, 0, out_BN.shape[1] - 1), axis=1)
+    tail_BL = jnp.where(idx_BL >= 0, tail_BL, -2)
+    hit_BM = jnp.all((seq_ML[None] < 0) | (tail_BL[:, None, :] == seq_ML[None]), axis=-1) & (len_M[None] > 0)
+    return jnp.max(jnp.where(hit_BM, len_M[None], 0), axis=-1)
+
+
+def completing_tokens_mask(out_BN: jax.Array, n_out_B: jax.Array, seq_ML: jax.Array, len_M: jax.Array, vocab: int) -> jax.Array:
+    """[B, V] True for tokens that would complete a sequence of `seq_ML` if emitted next
+    (its first len-1 tokens already end the output). Used to suppress a delimiter outright."""
+    L = seq_ML.shape[1]
+    # prefix of each sequence = all but its last token, right-aligned to end at the output's end
+    prefix_ML = jnp.concatenate([jnp.full((seq_ML.shape[0], 1), -1, seq_ML.dtype), seq_ML[:, :-1]], axis=1)
+    idx_BL = n_out_B[:, None] - L + jnp.arange(L, dtype=jnp.int32)
+    tail_BL = jnp.take_along_axis(out_BN, jnp.clip(idx_BL, 0, out_BN.shape[1] - 1), axis=1)
+    tail_BL = jnp.where(idx_BL >= 0, tail_BL, -2)
+    ok_BM = jnp.all((prefix_ML[None] < 0) | (tail_BL[:, None, :] == prefix_ML[None]), axis=-1) & (len_M[None] > 0)
+    last_M = seq_ML[:, -1]
+    hot_MV = jax.nn.one_hot(jnp.maximum(last_M, 0), vocab, dtype=bool) & (last_M[:, None] >= 0)
+    return jnp.any(ok_BM[:, :, None] & hot_MV[None], axis=1)

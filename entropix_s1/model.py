@@ -3,8 +3,9 @@
 Layout decisions (why):
 - Rows are LEFT-padded: every row writes its next token to the same cache slot, so one
   `dynamic_update_slice` updates the whole batch in place and "the filled part" of the cache is a
-  shared prefix `[0, length)`. `start_B` marks each row's first real slot; RoPE positions are
-  `slot - start_B`, so padding never shifts a row's positions and greedy output is batch-invariant.
+  shared prefix `[0, length)`. A per-row slot mask `valid_BS` and position counter `pos_B` make
+  padding, finished rows and rolled-back delimiter tokens invisible: a row's RoPE positions count
+  only its real tokens, so greedy output is batch-invariant and budget forcing can drop tokens.
 - Attention reads only the first `window` cache slots (a static size the decode loop grows in
   stages): attending over the whole preallocated cache is the largest cost at small model sizes.
 - GQA without repeating K/V: queries are grouped `[B, T, K, G, hd]` against `[B, K, S, hd]`.
@@ -59,12 +60,16 @@ class Params:
 class KVCache:
     """Per-layer K/V buffers `[B, K, S, hd]`, updated in place (donate the cache to jitted calls).
 
-    start_B: first real (non-padding) slot of each row. length: slots filled so far (shared).
+    valid_BS: which slots hold a real token of each row (left padding, rolled-back budget-forcing
+        delimiters and steps of finished rows are False and never attended to).
+    pos_B: RoPE position of each row's next real token (its count of valid slots).
+    length: slots written so far, shared by all rows (the next write slot).
     """
 
     k: tuple[Array, ...]
     v: tuple[Array, ...]
-    start_B: Array
+    valid_BS: Array
+    pos_B: Array
     length: Array
 
     @property
@@ -72,12 +77,23 @@ class KVCache:
         return self.k[0].shape[2]
 
     @classmethod
-    def init(cls, cfg: ModelConfig, batch: int, max_len: int, dtype, start_B: Array | None = None) -> "KVCache":
+    def init(cls, cfg: ModelConfig, batch: int, max_len: int, dtype) -> "KVCache":
         shape = (batch, cfg.n_kv_heads, max_len, cfg.head_dim)
         zeros = lambda: tuple(jnp.zeros(shape, dtype) for _ in range(cfg.n_layers))  # noqa: E731
-        if start_B is None:
-            start_B = jnp.zeros((batch,), jnp.int32)
-        return cls(k=zeros(), v=zeros(), start_B=jnp.asarray(start_B, jnp.int32), length=jnp.zeros((), jnp.int32))
+        return cls(
+            k=zeros(),
+            v=zeros(),
+            valid_BS=jnp.zeros((batch, max_len), bool),
+            pos_B=jnp.zeros((batch,), jnp.int32),
+            length=jnp.zeros((), jnp.int32),
+        )
+
+    def invalidate(self, lo_B: Array, hi_B: Array) -> "KVCache":
+        """Forget slots [lo, hi) of each row (budget forcing drops a delimiter this way) and move
+        the row's RoPE position back by the number of real tokens forgotten."""
+        s_S = jnp.arange(self.max_len, dtype=jnp.int32)
+        drop_BS = (s_S >= lo_B[:, None]) & (s_S < hi_B[:, None]) & self.valid_BS
+        return self.replace(valid_BS=self.valid_BS & ~drop_BS, pos_B=self.pos_B - drop_BS.sum(-1, dtype=jnp.int32))
 
 
 def rms_norm(x: Array, w: Array, eps: float) -> Array:
@@ -159,23 +175,29 @@ def forward(
     cache: KVCache,
     *,
     window: int,
+    token_valid_BT: Array | None = None,
     metric_layers: Sequence[int] = (),
     last_only: bool = False,
 ):
     """Run T new tokens per row through the model, appending them to the cache.
 
     Writes slots `[cache.length, cache.length + T)`; requires `cache.length + T <= window <= max_len`.
+    `token_valid_BT` marks real tokens (False: left padding, or a finished row's filler); invalid
+    tokens are never attended to and do not advance the row's RoPE position.
     Returns `(logits, cache, attn_metrics)`: logits float32 `[B, T, V]` (or `[B, V]` for the last
     position when `last_only`), the updated cache, and the attention metrics of the last query
     position averaged over `metric_layers` (None when empty).
     """
     B, T = tokens_BT.shape
+    if token_valid_BT is None:
+        token_valid_BT = jnp.ones((B, T), bool)
     slot0 = cache.length
     slots_T = slot0 + jnp.arange(T, dtype=jnp.int32)
-    pos_BT = jnp.maximum(slots_T[None, :] - cache.start_B[:, None], 0)
+    pos_BT = cache.pos_B[:, None] + jnp.maximum(jnp.cumsum(token_valid_BT, axis=1, dtype=jnp.int32) - 1, 0)
+    valid_BS = jax.lax.dynamic_update_slice(cache.valid_BS, token_valid_BT, (0, slot0))
     key_S = jnp.arange(window, dtype=jnp.int32)
-    # Valid keys: this row's real tokens (>= start) that are not in the future (<= query slot).
-    valid_BTS = (key_S[None, None, :] >= cache.start_B[:, None, None]) & (key_S[None, None, :] <= slots_T[None, :, None])
+    # A query attends to its row's real tokens that are not in its future.
+    valid_BTS = valid_BS[:, None, :window] & (key_S[None, None, :] <= slots_T[None, :, None])
 
     x_BTD = params.embed_VD[tokens_BT].astype(jnp.float32)
     ks, vs, layer_metrics = list(cache.k), list(cache.v), []
@@ -195,15 +217,17 @@ def forward(
     logits = _mm("btd,vd->btv", x_BTD, head_VD)
     if last_only:
         logits = logits[:, 0]
-    new_cache = cache.replace(k=tuple(ks), v=tuple(vs), length=cache.length + T)
+    new_cache = cache.replace(
+        k=tuple(ks), v=tuple(vs), valid_BS=valid_BS, pos_B=cache.pos_B + token_valid_BT.sum(1, dtype=jnp.int32), length=slot0 + T
+    )
     attn_m = metrics_lib.combine_layers(layer_metrics) if layer_metrics else None
     return logits, new_cache, attn_m
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
-def score_logits(params: Params, cfg: ModelConfig, tokens_BT: Array, start_B: Array) -> Array:
-    """Full-sequence logits [B, T, V] for left-padded tokens (no cache kept): used by `score`."""
+def score_logits(params: Params, cfg: ModelConfig, tokens_BT: Array, token_valid_BT: Array) -> Array:
+    """Full-sequence logits [B, T, V] (no cache kept): used by `score` and parity tests."""
     B, T = tokens_BT.shape
-    cache = KVCache.init(cfg, B, T, params.dtype, start_B)
-    logits, _, _ = forward(params, cfg, tokens_BT, cache, window=T)
+    cache = KVCache.init(cfg, B, T, params.dtype)
+    logits, _, _ = forward(params, cfg, tokens_BT, cache, window=T, token_valid_BT=token_valid_BT)
     return logits

@@ -38,11 +38,11 @@ def hf_logits(hf, ids: list[int]) -> np.ndarray:
 def left_pad(prompts: list[list[int]], T: int | None = None):
     T = T or max(map(len, prompts))
     toks = np.zeros((len(prompts), T), np.int32)
-    start = np.zeros((len(prompts),), np.int32)
+    valid = np.zeros((len(prompts), T), bool)
     for i, p in enumerate(prompts):
         toks[i, T - len(p) :] = p
-        start[i] = T - len(p)
-    return jnp.asarray(toks), jnp.asarray(start)
+        valid[i, T - len(p) :] = True
+    return jnp.asarray(toks), jnp.asarray(valid)
 
 
 def test_config_reads_arch_features(tiny):
@@ -58,8 +58,8 @@ def test_prefill_logits_match_transformers_batched(tiny):
     _, _, hf, cfg, params = tiny
     rng = np.random.default_rng(0)
     prompts = [rng.integers(0, cfg.vocab_size, n).tolist() for n in (5, 12, 1, 9)]
-    toks, start = left_pad(prompts, 16)
-    ours = np.asarray(score_logits(params, cfg, toks, start))
+    toks, valid = left_pad(prompts, 16)
+    ours = np.asarray(score_logits(params, cfg, toks, valid))
     for i, p in enumerate(prompts):
         ref = hf_logits(hf, p)
         np.testing.assert_allclose(ours[i, 16 - len(p) :], ref, atol=1e-4, rtol=0)
@@ -71,11 +71,11 @@ def test_decode_through_cache_matches_transformers(tiny):
     rng = np.random.default_rng(1)
     prompts = [rng.integers(0, cfg.vocab_size, n).tolist() for n in (3, 7)]
     conts = [rng.integers(0, cfg.vocab_size, 6).tolist() for _ in prompts]
-    toks, start = left_pad(prompts, 8)
+    toks, valid = left_pad(prompts, 8)
     window = 16
-    cache = KVCache.init(cfg, 2, window, params.dtype, start)
+    cache = KVCache.init(cfg, 2, window, params.dtype)
     step = jax.jit(forward, static_argnames=("cfg", "window", "metric_layers", "last_only"))
-    logits, cache, _ = step(params, cfg, toks, cache, window=window, last_only=True)
+    logits, cache, _ = step(params, cfg, toks, cache, window=window, token_valid_BT=valid, last_only=True)
     got = [np.asarray(logits)]
     for t in range(6):
         col = jnp.asarray([[c[t]] for c in conts], jnp.int32)
@@ -91,9 +91,9 @@ def test_bfloat16_weights_close_to_float32(tiny):
     _, d, _, cfg, params = tiny
     _, p16 = load_checkpoint(d, dtype=jnp.bfloat16)
     assert p16.embed_VD.dtype == jnp.bfloat16
-    toks, start = left_pad([[1, 2, 3, 4, 5]])
-    a = np.asarray(score_logits(params, cfg, toks, start))
-    b = score_logits(p16, cfg, toks, start)
+    toks, valid = left_pad([[1, 2, 3, 4, 5]])
+    a = np.asarray(score_logits(params, cfg, toks, valid))
+    b = score_logits(p16, cfg, toks, valid)
     assert b.dtype == jnp.float32  # logits stay float32 whatever the weight dtype
     assert np.max(np.abs(a - np.asarray(b))) < 0.1
 
@@ -111,9 +111,9 @@ def test_config_and_params_hash_stably(tiny):
         return score_logits.__wrapped__(p, c, t, s)
 
     f = jax.jit(fresh, static_argnums=1)
-    toks, start = left_pad([[1, 2, 3]])
-    f(params, cfg, toks, start)
-    f(params2, cfg2, toks, start)
+    toks, valid = left_pad([[1, 2, 3]])
+    f(params, cfg, toks, valid)
+    f(params2, cfg2, toks, valid)
     assert f._cache_size() == 1
 
 
@@ -129,3 +129,22 @@ def test_llama3_rope_scaling_matches_transformers():
     ref, _ = ROPE_INIT_FUNCTIONS["llama3"](hf_cfg, "cpu")
     ours = ModelConfig.from_hf(hf_cfg.to_dict()).inv_freq()
     np.testing.assert_allclose(ours, ref.numpy(), rtol=1e-6)
+
+
+def test_invalidated_slots_are_forgotten(tiny):
+    """Dropping tokens from the cache (how budget forcing removes a delimiter) is exact: the
+    continuation equals transformers on the sequence that never contained them."""
+    _, _, hf, cfg, params = tiny
+    prompt, junk, cont = [5, 6, 7, 8], [9, 10, 11], [12, 13]
+    step = jax.jit(forward, static_argnames=("cfg", "window", "metric_layers", "last_only"))
+    cache = KVCache.init(cfg, 1, 16, params.dtype)
+    _, cache, _ = step(params, cfg, jnp.asarray([prompt + junk]), cache, window=16, last_only=True)
+    lo = cache.length - len(junk)
+    cache = cache.invalidate(jnp.asarray([lo]), jnp.asarray([cache.length]))
+    assert int(cache.pos_B[0]) == len(prompt)
+    got = []
+    for t in cont:
+        logits, cache, _ = step(params, cfg, jnp.asarray([[t]]), cache, window=16, last_only=True)
+        got.append(np.asarray(logits[0]))
+    ref = hf_logits(hf, prompt + cont)[len(prompt) :]
+    np.testing.assert_allclose(np.stack(got), ref, atol=1e-4, rtol=0)

@@ -1,0 +1,299 @@
+"""Host side: load a checkpoint, render and tokenise prompts, run the jitted loop, build results.
+
+Everything that touches strings, files or Python objects lives here; `decode.py` sees only arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Literal, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from entropix_s1 import budget as B_
+from entropix_s1 import decode as D
+from entropix_s1.budget import Budget
+from entropix_s1.checkpoint import load_checkpoint
+from entropix_s1.config import ModelConfig
+from entropix_s1.entropix import EntropixConfig, EntropixSampler
+from entropix_s1.errors import ConfigError, InputError
+from entropix_s1.metrics import logit_metrics
+from entropix_s1.model import Params, score_logits
+from entropix_s1.results import GenerationResult, TraceStep
+from entropix_s1.sampling import Greedy, Sample
+
+Message = dict[str, str]
+Prompt = Union[str, Sequence[Message]]
+SamplerLike = Union[str, Greedy, Sample, EntropixConfig, EntropixSampler]
+
+
+def enable_compilation_cache(path: str | os.PathLike | None = None) -> None:
+    """Turn on JAX's persistent compilation cache, so a second process skips XLA compiles."""
+    from entropix_s1.catalog import weights_home
+
+    d = Path(path or os.environ.get("ENTROPIX_S1_JAX_CACHE") or weights_home() / ".jax_cache")
+    d.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(d))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def resolve_sampler(sampler: SamplerLike) -> D.Sampler:
+    """"greedy" | "sample" | "entropix" | a sampler or config object -> a hashable sampler."""
+    if isinstance(sampler, (Greedy, Sample, EntropixSampler)):
+        return sampler
+    if isinstance(sampler, EntropixConfig):
+        return EntropixSampler(sampler)
+    if sampler == "greedy":
+        return Greedy()
+    if sampler == "sample":
+        return Sample(temperature=0.7)
+    if sampler == "entropix":
+        return EntropixSampler(EntropixConfig())
+    raise ConfigError(f"unknown sampler {sampler!r}; use 'greedy', 'sample', 'entropix' or a config object")
+
+
+@dataclasses.dataclass
+class _Row:
+    prompt: str
+    ids: list[int]
+    budget: Budget | None
+    error: str | None = None
+
+
+class Model:
+    """A loaded checkpoint: `.config`, `.tokenizer`, `.path`, `.params`; `score`, `generate`, `chat`."""
+
+    def __init__(self, path: Path, config: ModelConfig, params: Params, tokenizer: Any):
+        self.path, self.config, self.params, self.tokenizer = Path(path), config, params, tokenizer
+
+    # ----------------------------------------------------------------------------- scoring
+    def score(self, text: str, *, add_special_tokens: bool = True) -> list[dict[str, Any]]:
+        """Per token of `text`: id, token, and logprob/entropy/varentropy (nats) of the
+        distribution that predicted it (None for the first token)."""
+        ids = self.tokenizer.encode(text, add_special_tokens=add_special_tokens)
+        if not ids:
+            raise InputError("score: the text tokenizes to nothing")
+        self._check_context(len(ids), 0)
+        T = D.bucket(len(ids))
+        toks = np.zeros((1, T), np.int32)
+        valid = np.zeros((1, T), bool)
+        toks[0, : len(ids)], valid[0, : len(ids)] = ids, True  # right-padded: padding after the text
+        logits = score_logits(self.params, self.config, jnp.asarray(toks), jnp.asarray(valid))[0, : len(ids)]
+        lm = logit_metrics(logits)
+        logp = jax.nn.log_softmax(logits, axis=-1)
+        lp = np.asarray(jnp.take_along_axis(logp[:-1], jnp.asarray(ids[1:])[:, None], axis=1)[:, 0])
+        ent, vent = np.asarray(lm.entropy_B), np.asarray(lm.varentropy_B)
+        out = []
+        for i, t in enumerate(ids):
+            prev = i - 1
+            out.append({
+                "index": i, "token_id": int(t), "token": self.tokenizer.id_to_token(int(t)),
+                "logprob": None if i == 0 else float(lp[prev]),
+                "entropy": None if i == 0 else float(ent[prev]),
+                "varentropy": None if i == 0 else float(vent[prev]),
+            })
+        return out
+
+    # ----------------------------------------------------------------------------- generation
+    def _check_context(self, prompt_len: int, max_new: int) -> None:
+        ctx = self.config.max_position_embeddings
+        if prompt_len + max_new > ctx:
+            raise InputError(
+                f"prompt of {prompt_len} tokens + max_new_tokens {max_new} exceeds the model context of {ctx} tokens"
+            )
+
+    def _encode(self, s: str) -> list[int]:
+        return self.tokenizer.encode(s, add_special_tokens=False) if s else []
+
+    def _tables(self, budget: Budget | None, sampler: D.Sampler, stop: Sequence[str], ignore_eos: bool) -> B_.TokenTables:
+        b = budget or Budget()
+        delims = []
+        for d in b.think_end:
+            ids = self._encode(d)
+            if not ids:
+                raise InputError(f"think_end delimiter {d!r} tokenizes to nothing")
+            delims.append(ids)
+        pause = self._encode(sampler.cfg.pause_text) if isinstance(sampler, EntropixSampler) else []
+        forced = [self._encode(b.think_start), delims[0] + self._encode(b.answer_prefix), self._encode(b.wait_text), pause]
+        eos = [] if ignore_eos else sorted(set(self.tokenizer.eos_ids) | set(self.config.eos_token_ids))
+        stops = [self._encode(s) for s in stop if s]
+        return B_.TokenTables.build(forced, delims if budget else [], stops, eos)
+
+    def _rows(self, prompts, budgets, raw, prefill, system, template_vars, max_new) -> list[_Row]:
+        rows = []
+        for p, bud in zip(prompts, budgets):
+            try:
+                text = self.tokenizer.render(p, raw=raw, system=system, prefill=prefill, **(template_vars or {}))
+                if isinstance(p, str) and not p.strip() and not prefill:
+                    raise InputError("empty prompt")
+                ids = self.tokenizer.encode(text, add_special_tokens=raw)
+                if not ids:
+                    raise InputError("prompt tokenizes to nothing")
+                self._check_context(len(ids), max_new)
+                rows.append(_Row(text, ids, bud))
+            except InputError as e:
+                rows.append(_Row(p if isinstance(p, str) else str(p), [], bud, error=str(e)))
+        return rows
+
+    def generate(
+        self,
+        prompts: Prompt | Sequence[Prompt],
+        *,
+        sampler: SamplerLike = "greedy",
+        budget: Budget | Sequence[Budget | None] | None = None,
+        max_new_tokens: int = 256,
+        seed: int = 0,
+        ignore_eos: bool = False,
+        raw: bool = False,
+        prefill: str = "",
+        system: str | None = None,
+        stop: Sequence[str] = (),
+        template_vars: dict[str, Any] | None = None,
+        on_error: Literal["raise", "row"] = "raise",
+    ) -> list[GenerationResult]:
+        """Generate for a batch of prompts in one compiled loop; one result per prompt.
+
+        prompts: strings (user messages, or raw text with raw=True) or message lists.
+        budget: one Budget for all rows, or one per row (numbers may differ per row; the strings
+            must agree). sampler: "greedy" | "sample" | "entropix" | Greedy/Sample/EntropixConfig.
+        ignore_eos: generate exactly max_new_tokens (benchmarks). prefill: token forcing, appended
+            after the chat template's generation prompt (e.g. "<think>I know this").
+        on_error: "raise" stops on the first bad prompt before any compute; "row" returns an error
+            result for that row and runs the others.
+        """
+        single = isinstance(prompts, str) or (prompts and isinstance(prompts[0], dict))
+        plist: list[Prompt] = [prompts] if single else list(prompts)  # type: ignore[list-item]
+        if not plist:
+            raise InputError("generate: no prompts given")
+        if max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        budgets = list(budget) if isinstance(budget, (list, tuple)) else [budget] * len(plist)
+        if len(budgets) != len(plist):
+            raise InputError(f"got {len(budgets)} budgets for {len(plist)} prompts")
+        shared = {(b.think_start, b.think_end, b.wait_text, b.answer_prefix) for b in budgets if b is not None}
+        if len(shared) > 1:
+            raise ConfigError("per-row budgets may differ in numbers only: think_start, think_end, wait_text "
+                              "and answer_prefix must be the same for every row of a batch")
+        ref_budget = next((b for b in budgets if b is not None), None)
+        smp = resolve_sampler(sampler)
+        rows = self._rows(plist, budgets, raw, prefill, system, template_vars, max_new_tokens)
+        bad = [(i, r.error) for i, r in enumerate(rows) if r.error]
+        if bad and on_error == "raise":
+            i, err = bad[0]
+            raise InputError(f"prompt {i}: {err}" if len(rows) > 1 else err)
+        tables = self._tables(ref_budget, smp, stop, ignore_eos)
+        good = [r for r in rows if not r.error]
+        outs = iter(self._run(good, smp, tables, max_new_tokens, seed, stop) if good else [])
+        results = []
+        for r in rows:
+            if r.error:
+                results.append(GenerationResult(r.prompt, (), "", "", "", 0, 0, 0, 0, "error", (), r.error))
+            else:
+                results.append(next(outs))
+        return results
+
+    def chat(self, messages: Sequence[Message], **kw: Any) -> GenerationResult:
+        """One conversation through the chat template; keyword arguments as for `generate`."""
+        return self.generate([list(messages)], **kw)[0]
+
+    def _spec(self, smp: D.Sampler, batch: int, prompt_len: int, max_new: int, budget: Budget | None, wait_empty: bool) -> D.LoopSpec:
+        P, N = D.bucket(prompt_len), D.bucket(max_new)
+        slack = 64 if budget is not None else 0
+        margin = smp.cfg.branch_depth if isinstance(smp, EntropixSampler) else 1
+        cache_len = P + N + slack + margin
+        layers = smp.cfg.layer_indices(self.config.n_layers) if isinstance(smp, EntropixSampler) else ()
+        return D.LoopSpec(self.config, smp, batch, P, N, cache_len, D.stage_windows(P, cache_len), layers, wait_empty)
+
+    def _run(self, rows: list[_Row], smp: D.Sampler, tables: B_.TokenTables, max_new: int, seed: int,
+             stop: Sequence[str]) -> list[GenerationResult]:
+        b = len(rows)
+        budget0 = next((r.budget for r in rows if r.budget is not None), None)
+        wait_empty = budget0 is not None and budget0.wait_text == ""
+        spec = self._spec(smp, b, max(len(r.ids) for r in rows), max_new, budget0, wait_empty)
+        P = spec.prompt_len
+        toks = np.zeros((b, P), np.int32)
+        valid = np.zeros((b, P), bool)
+        for i, r in enumerate(rows):
+            toks[i, P - len(r.ids):], valid[i, P - len(r.ids):] = r.ids, True
+
+        def col(f, default):
+            return jnp.asarray([default if r.budget is None or f(r.budget) is None else f(r.budget) for r in rows], jnp.int32)
+
+        rb = D.RowBudget(
+            thinking_B=jnp.asarray([r.budget is not None for r in rows]),
+            min_think_B=col(lambda x: x.min_thinking_tokens, 0),
+            max_think_B=col(lambda x: x.max_thinking_tokens, B_.NO_LIMIT),
+            num_waits_B=col(lambda x: x.num_waits, 0),
+            max_answer_B=col(lambda x: x.max_answer_tokens, B_.NO_LIMIT),
+        )
+        st = D.generate_arrays(spec, self.params, tables, jnp.asarray(toks), jnp.asarray(valid), rb,
+                               jnp.asarray(max_new, jnp.int32), jax.random.key(seed))
+        return self._results(rows, st, spec, tables, stop)
+
+    def _results(self, rows, st: D.DecodeState, spec: D.LoopSpec, tables: B_.TokenTables, stop) -> list[GenerationResult]:
+        h = jax.device_get(dict(out=st.out_BN, forced=st.forced_BN, regime=st.regime_BN, stats=st.stats_BNS,
+                                n=st.n_out_B, phase=st.phase_B, boundary=st.boundary_B, think=st.think_B,
+                                answer=st.answer_B, waits=st.waits_B, pauses=st.pauses_B, stop=st.stop_B))
+        has_attn = bool(spec.metric_layers)
+        prefill_len = int(tables.forced_len_R[B_.SEQ_PREFILL])
+        results = []
+        for i, r in enumerate(rows):
+            n = int(h["n"][i])
+            ids = [int(t) for t in h["out"][i, :n]]
+            thinking = r.budget is not None
+            boundary = int(h["boundary"][i]) if h["phase"][i] == B_.ANSWER else n
+            if not thinking:
+                boundary = 0
+            start = min(prefill_len, boundary) if thinking else 0
+            text = self.tokenizer.decode(ids)
+            answer_text = self.tokenizer.decode(ids[boundary:])
+            for d in (r.budget.think_end if thinking else ()):
+                if answer_text.startswith(d):  # the delimiter closes thinking; it is not answer text
+                    answer_text = answer_text[len(d):]
+                    break
+            for s in stop:
+                if s and s in answer_text:
+                    answer_text = answer_text[: answer_text.index(s)]
+                if s and s in text:
+                    text = text[: text.index(s)]
+            trace = []
+            for j, t in enumerate(ids):
+                s_ = h["stats"][i, j]
+                trace.append(TraceStep(
+                    step=j, row=i, token_id=t, token=self.tokenizer.id_to_token(t),
+                    entropy=float(s_[0]), varentropy=float(s_[1]),
+                    attn_entropy=float(s_[2]) if has_attn else None, attn_varentropy=float(s_[3]) if has_attn else None,
+                    agreement=float(s_[4]) if has_attn else None, interaction=float(s_[5]) if has_attn else None,
+                    regime=D.REGIME_NAMES[int(h["regime"][i, j])], forced=B_.FORCED_NAMES[int(h["forced"][i, j])],
+                    phase="thinking" if j < boundary else "answer",
+                ))
+            results.append(GenerationResult(
+                prompt=r.prompt, token_ids=tuple(ids), text=text,
+                thinking_text=self.tokenizer.decode(ids[start:boundary]) if thinking else "",
+                answer_text=answer_text, thinking_tokens=int(h["think"][i]), answer_tokens=int(h["answer"][i]),
+                waits_inserted=int(h["waits"][i]), pauses_inserted=int(h["pauses"][i]),
+                stop_reason=D.STOP_NAMES[int(h["stop"][i])], trace=tuple(trace),
+            ))
+        return results
+
+
+def load(name_or_path: str | os.PathLike, *, dtype: Any = jnp.float32, compilation_cache: bool = True) -> Model:
+    """Load a catalog model (fetched on first use) or an HF checkpoint directory.
+
+    dtype: weight dtype, float32 or bfloat16 (math accumulates in float32 either way).
+    """
+    from entropix_s1.catalog import resolve
+    from entropix_s1.tokenizer import Tokenizer
+
+    if isinstance(dtype, str):
+        dtype = {"float32": jnp.float32, "f32": jnp.float32, "bfloat16": jnp.bfloat16, "bf16": jnp.bfloat16}.get(dtype, dtype)
+    if compilation_cache:
+        enable_compilation_cache()
+    path = resolve(str(name_or_path))
+    cfg, params = load_checkpoint(path, dtype=dtype)
+    return Model(path, cfg, params, Tokenizer.from_dir(path))
