@@ -280,17 +280,16 @@ def _step(spec: LoopSpec, params: Params, tables: B_.TokenTables, rb: RowBudget,
     )
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
-def generate_arrays(spec: LoopSpec, params: Params, tables: B_.TokenTables, tokens_BP: Array, valid_BP: Array,
-                    rb: RowBudget, max_new: Array, key: Array) -> DecodeState:
-    """Prefill + staged decode for one batch; returns the final state (host reads the buffers)."""
+def _init(spec: LoopSpec, params: Params, tables: B_.TokenTables, tokens_BP: Array, valid_BP: Array,
+          rb: RowBudget, max_new: Array) -> DecodeState:
+    """Prefill the left-padded prompts and build the loop's starting state."""
     b, n_cap = spec.batch, spec.out_len
     cache = KVCache.init(spec.cfg, b, spec.cache_len, params.dtype)
     logits, cache, attn = forward(params, spec.cfg, tokens_BP, cache, window=spec.prompt_len,
                                   token_valid_BT=valid_BP, metric_layers=spec.metric_layers, last_only=True)
     zi = jnp.zeros((b,), jnp.int32)
     has_prefill = rb.thinking_B & (tables.forced_len_R[B_.SEQ_PREFILL] > 0)
-    st = DecodeState(
+    return DecodeState(
         step=jnp.zeros((), jnp.int32), cache=cache, logits_BV=logits,
         attn=attn if attn is not None else _zero_attn(b),
         out_BN=jnp.zeros((b, n_cap), jnp.int32), forced_BN=jnp.zeros((b, n_cap), jnp.int8),
@@ -300,7 +299,29 @@ def generate_arrays(spec: LoopSpec, params: Params, tables: B_.TokenTables, toke
         q_seq_B=jnp.where(has_prefill, B_.SEQ_PREFILL, -1).astype(jnp.int32), q_pos_B=zi,
         done_B=jnp.broadcast_to(max_new <= 0, (b,)), stop_B=jnp.where(max_new <= 0, STOP_MAX_NEW, STOP_RUNNING) + zi,
     )
+
+
+def _run(spec: LoopSpec, params: Params, tables: B_.TokenTables, rb: RowBudget, max_new: Array, key: Array,
+         st: DecodeState, step_limit: Array) -> DecodeState:
+    """Decode until every row is done, the cache is full, or `step_limit` steps have run.
+
+    Stages whose window the cache has already outgrown exit at once, so a state can be resumed
+    (streaming runs this in chunks: same compiled program every chunk)."""
     for w in spec.windows:
-        cond = lambda s, w=w: jnp.any(~s.done_B) & (s.cache.length + spec.margin <= w)  # noqa: E731
+        def cond(s, w=w):
+            return jnp.any(~s.done_B) & (s.cache.length + spec.margin <= w) & (s.step < step_limit)
+
         st = jax.lax.while_loop(cond, functools.partial(_step, spec, params, tables, rb, max_new, key, w), st)
     return st
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def generate_arrays(spec: LoopSpec, params: Params, tables: B_.TokenTables, tokens_BP: Array, valid_BP: Array,
+                    rb: RowBudget, max_new: Array, key: Array) -> DecodeState:
+    """Prefill + staged decode for one batch, one device program; the host reads the buffers."""
+    st = _init(spec, params, tables, tokens_BP, valid_BP, rb, max_new)
+    return _run(spec, params, tables, rb, max_new, key, st, jnp.asarray(B_.NO_LIMIT, jnp.int32))
+
+
+init_state = jax.jit(_init, static_argnames=("spec",))
+run_chunk = jax.jit(_run, static_argnames=("spec",), donate_argnames=("st",))

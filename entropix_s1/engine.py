@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Literal, Sequence, Union
+from typing import Any, Iterator, Literal, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -166,6 +166,18 @@ class Model:
         on_error: "raise" stops on the first bad prompt before any compute; "row" returns an error
             result for that row and runs the others.
         """
+        rows, smp, tables, max_new, seed, stop = self._plan(
+            prompts, sampler=sampler, budget=budget, max_new_tokens=max_new_tokens, seed=seed, ignore_eos=ignore_eos,
+            raw=raw, prefill=prefill, system=system, stop=stop, template_vars=template_vars, on_error=on_error)
+        good = [r for r in rows if not r.error]
+        outs = iter(self._run(good, smp, tables, max_new, seed, stop) if good else [])
+        return [GenerationResult(r.prompt, (), "", "", "", 0, 0, 0, 0, "error", (), r.error) if r.error else next(outs)
+                for r in rows]
+
+    def _plan(self, prompts, *, sampler: SamplerLike = "greedy", budget=None, max_new_tokens: int = 256,
+              seed: int = 0, ignore_eos: bool = False, raw: bool = False, prefill: str = "",
+              system: str | None = None, stop: Sequence[str] = (), template_vars=None, on_error: str = "raise"):
+        """Validate and tokenise everything before any compute (errors name the bad input)."""
         single = isinstance(prompts, str) or (prompts and isinstance(prompts[0], dict))
         plist: list[Prompt] = [prompts] if single else list(prompts)  # type: ignore[list-item]
         if not plist:
@@ -187,19 +199,38 @@ class Model:
             i, err = bad[0]
             raise InputError(f"prompt {i}: {err}" if len(rows) > 1 else err)
         tables = self._tables(ref_budget, smp, stop, ignore_eos)
-        good = [r for r in rows if not r.error]
-        outs = iter(self._run(good, smp, tables, max_new_tokens, seed, stop) if good else [])
-        results = []
-        for r in rows:
-            if r.error:
-                results.append(GenerationResult(r.prompt, (), "", "", "", 0, 0, 0, 0, "error", (), r.error))
-            else:
-                results.append(next(outs))
-        return results
+        return rows, smp, tables, max_new_tokens, seed, stop
 
     def chat(self, messages: Sequence[Message], **kw: Any) -> GenerationResult:
         """One conversation through the chat template; keyword arguments as for `generate`."""
         return self.generate([list(messages)], **kw)[0]
+
+    def stream(self, prompt: Prompt, *, chunk_steps: int = 8, **kw: Any) -> Iterator[str]:
+        """Yield the text of one prompt as it is produced.
+
+        The loop runs in jitted chunks of `chunk_steps` steps (one compiled program, resumed from
+        its state), so the final tokens equal `generate` with the same seed. The full result is
+        in `self.last_stream_result` once the iterator is exhausted.
+        """
+        if kw.get("on_error", "raise") != "raise":
+            raise InputError("stream: on_error must be 'raise' (one prompt)")
+        plan = self._plan([prompt], **kw)
+        rows, smp, tables, max_new, seed, stop = plan
+        spec, params, tables, toks, valid, rb, mx = self._loop_args(rows, smp, tables, max_new)
+        key = jax.random.key(seed)
+        st = D.init_state(spec, params, tables, toks, valid, rb, mx)
+        shown = ""
+        while True:
+            st = D.run_chunk(spec, params, tables, rb, mx, key, st, st.step + chunk_steps)
+            n, done = jax.device_get((st.n_out_B[0], st.done_B[0]))
+            text = self.tokenizer.decode([int(t) for t in jax.device_get(st.out_BN[0, :n])])
+            stable = text if done else text.rstrip("\ufffd")  # hold back a split UTF-8 character
+            if stable.startswith(shown) and len(stable) > len(shown):
+                yield stable[len(shown):]
+                shown = stable
+            if done or int(st.cache.length) + spec.margin > spec.cache_len:
+                break
+        self.last_stream_result = self._results(rows, st, spec, tables, stop)[0]
 
     def _spec(self, smp: D.Sampler, batch: int, prompt_len: int, max_new: int, budget: Budget | None, wait_empty: bool) -> D.LoopSpec:
         P, N = D.bucket(prompt_len), D.bucket(max_new)
@@ -211,6 +242,11 @@ class Model:
 
     def _run(self, rows: list[_Row], smp: D.Sampler, tables: B_.TokenTables, max_new: int, seed: int,
              stop: Sequence[str]) -> list[GenerationResult]:
+        args = self._loop_args(rows, smp, tables, max_new)
+        st = D.generate_arrays(*args, jax.random.key(seed))
+        return self._results(rows, st, args[0], tables, stop)
+
+    def _loop_args(self, rows: list[_Row], smp: D.Sampler, tables: B_.TokenTables, max_new: int) -> tuple:
         b = len(rows)
         budget0 = next((r.budget for r in rows if r.budget is not None), None)
         wait_empty = budget0 is not None and budget0.wait_text == ""
@@ -231,9 +267,7 @@ class Model:
             num_waits_B=col(lambda x: x.num_waits, 0),
             max_answer_B=col(lambda x: x.max_answer_tokens, B_.NO_LIMIT),
         )
-        st = D.generate_arrays(spec, self.params, tables, jnp.asarray(toks), jnp.asarray(valid), rb,
-                               jnp.asarray(max_new, jnp.int32), jax.random.key(seed))
-        return self._results(rows, st, spec, tables, stop)
+        return spec, self.params, tables, jnp.asarray(toks), jnp.asarray(valid), rb, jnp.asarray(max_new, jnp.int32)
 
     def _results(self, rows, st: D.DecodeState, spec: D.LoopSpec, tables: B_.TokenTables, stop) -> list[GenerationResult]:
         h = jax.device_get(dict(out=st.out_BN, forced=st.forced_BN, regime=st.regime_BN, stats=st.stats_BNS,

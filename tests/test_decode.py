@@ -169,3 +169,13 @@ def test_bad_row_does_not_kill_the_batch(m):
     assert rs[0].stop_reason == "eos" and rs[0].error is None
     assert rs[1].stop_reason == "error" and "empty" in rs[1].error
     assert rs[2].stop_reason == "error" and "context" in rs[2].error
+
+
+def test_stream_equals_generate(m):
+    kw = dict(raw=True, max_new_tokens=30, sampler=Sample(temperature=1.0), seed=5,
+              budget=Budget(**THINK, num_waits=1, max_thinking_tokens=12))
+    pieces = list(m.stream("U", chunk_steps=4, **kw))
+    (ref,) = m.generate("U", **kw)
+    assert len(pieces) > 2 and "".join(pieces) == ref.text
+    assert m.last_stream_result.token_ids == ref.token_ids
+    assert m.last_stream_result.thinking_tokens == ref.thinking_tokens

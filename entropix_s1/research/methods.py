@@ -1,0 +1,467 @@
+"""Decoding methods for research comparisons, written as short spec strings.
+
+Grammar: ``FAMILY[:KEY=VALUE,KEY=VALUE,...]`` (a bare ``KEY`` is a flag). Families:
+
+| spec                                   | sampler                      | budget                               |
+|----------------------------------------|------------------------------|--------------------------------------|
+| `greedy`                               | `Greedy()`                   | unconstrained                        |
+| `sample:t=0.7[,top_p=..,top_k=..,min_p=..]` | `Sample(temperature=t, ...)` | unconstrained                   |
+| `entropix`                             | `EntropixConfig()`           | unconstrained                        |
+| `entropix:calibrated[=PATH]`           | `EntropixConfig(**json(PATH))` | unconstrained                      |
+| `entropix:pause=Hmm`                   | `EntropixConfig(pause_text="Hmm")` | unconstrained                  |
+| `budget:max=256`                       | `Greedy()`                   | s1 budget forcing, cap 256 thinking tokens |
+| `budget:max=512,waits=2[,min=..,wait=Hmm]` | `Greedy()`               | cap + 2 "Wait" extensions (s1 Table 4) |
+| `entropix+budget:max=512`              | `EntropixConfig()`           | as `budget`                          |
+| `adaptive-budget:max=512,waits=2`      | `Greedy()`                   | `Budget(mode="adaptive", ...)`       |
+
+Any sampler family may be joined to `budget` or `adaptive-budget` with `+`
+(`sample+budget:t=0.7,max=512`); `greedy+budget` is spelled `budget`.
+
+Keys: sampler `t` (alias `temperature`), `top_k`, `top_p`, `min_p` (sample); `calibrated[=PATH]`,
+`pause=TEXT` (entropix); budget `max` (max_thinking_tokens), `min` (min_thinking_tokens), `waits`
+(num_waits), `wait=TEXT` (wait_text; `wait=none` is the empty-string ablation), `answer`
+(max_answer_tokens); any family: `max_new` (max_new_tokens). The pause text cannot be empty.
+Values cannot contain `,` `;` `{` `}`. Unknown keys, keys of another family and bad values raise
+ConfigError.
+
+A method's `name` is its canonical spec (keys in a fixed order, default values dropped, numbers
+written shortest: `sample:temperature=0.70` -> `sample:t=0.7`), so parsing a name gives the same
+method back. Its `family` is the name without the scale keys `max`, `min`, `waits`, `answer`,
+`max_new`: the methods of one family differ only in how much they may think, and s1's Scaling
+metric and the scaling plot draw one line per family (`budget:max=64` ... `budget:max=512` are
+family `budget`; `budget:max=512,waits=2,wait=Hmm` is family `budget:wait=Hmm`).
+
+"Unconstrained" budget: `Budget()` with no min, max or waits, so every method runs through the
+same thinking/answer bookkeeping and their thinking-token counts are comparable. Budgets are
+built with the `Budget` default delimiters; `compare.run_compare` swaps in the model's
+`think_start`/`think_end` (from its `base_budget` argument or the model's `default_budget`).
+
+`entropix:calibrated` without a path reads `$ENTROPIX_S1_CALIBRATION`, else
+`entropix_calibration.json` in the working directory: a JSON object of EntropixConfig fields, as
+the calibrate command writes it (lists become tuples).
+
+Lists of methods (CLI `--methods`): specs separated by `;` (the flag may also be repeated), with
+shell-like brace expansion: `budget:max={64,128,256,512}` is four methods.
+
+Samplers (JAX) are imported only when a method is built (`parse_method` / `build_method`);
+`parse_spec` and the ablation helpers import only `entropix_s1.budget` (which imports JAX but
+runs nothing), and importing this module imports neither.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from entropix_s1.errors import ConfigError
+
+if TYPE_CHECKING:  # budget.py holds JAX array state too: imported only when a spec is parsed
+    from entropix_s1.budget import Budget
+
+__all__ = [
+    "Method",
+    "MethodSpec",
+    "SAMPLER_FAMILIES",
+    "BUDGET_FAMILIES",
+    "DEFAULT_MAX_NEW_TOKENS",
+    "DEFAULT_ANSWER_TOKENS",
+    "parse_spec",
+    "parse_method",
+    "build_method",
+    "expand_specs",
+    "budget_sweep",
+    "waits_sweep",
+    "wait_string_ablation",
+    "pause_string_ablation",
+    "default_calibration_path",
+]
+
+SAMPLER_FAMILIES = ("greedy", "sample", "entropix")
+BUDGET_FAMILIES = ("budget", "adaptive-budget")
+
+#: max_new_tokens of a method without a thinking cap (override with `max_new=`).
+DEFAULT_MAX_NEW_TOKENS = 1024
+#: Room left for the answer after a thinking cap: max_new_tokens = max + this + slack.
+DEFAULT_ANSWER_TOKENS = 256
+#: Forced strings (end-of-thinking delimiter, "Final Answer:", wait strings) take tokens too.
+_FORCED_SLACK = 32
+
+_SAMPLER_KEYS: dict[str, tuple[str, ...]] = {
+    "greedy": (),
+    "sample": ("t", "top_k", "top_p", "min_p"),
+    "entropix": ("calibrated", "pause"),
+}
+_BUDGET_KEYS = ("max", "min", "waits", "wait", "answer")
+_COMMON_KEYS = ("max_new",)
+_ALIASES = {"temperature": "t", "temp": "t", "max_new_tokens": "max_new"}
+#: canonical key order in names
+_KEY_ORDER = ("t", "top_k", "top_p", "min_p", "calibrated", "pause", "max", "min", "waits", "wait", "answer", "max_new")
+#: keys that set how much a method may think: dropped from the family
+_SCALE_KEYS = frozenset({"max", "min", "waits", "answer", "max_new"})
+_INT_KEYS = frozenset({"top_k", "max", "min", "waits", "answer", "max_new"})
+_FLOAT_KEYS = frozenset({"t", "top_p", "min_p"})
+_TEXT_KEYS = frozenset({"pause", "wait"})
+_FORBIDDEN_VALUE_CHARS = set(",;{}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+    """A parsed spec, before any sampler object exists (pure Python, hashable)."""
+
+    name: str
+    family: str
+    sampler_kind: str  # "greedy" | "sample" | "entropix"
+    sampler_options: tuple[tuple[str, Any], ...]
+    budget: Budget
+    max_new_tokens: int
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return dict(self.sampler_options).get(key, default)
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """What `model.generate` needs for one decoding method. `name` is the canonical spec."""
+
+    name: str
+    family: str
+    sampler: Any
+    budget: Budget | None
+    max_new_tokens: int
+
+
+def default_calibration_path() -> Path:
+    """`$ENTROPIX_S1_CALIBRATION`, else `./entropix_calibration.json`."""
+    return Path(os.environ.get("ENTROPIX_S1_CALIBRATION") or "entropix_calibration.json")
+
+
+def _fmt_number(v: int | float) -> str:
+    if isinstance(v, int):
+        return str(v)
+    r = repr(float(v))
+    return r[:-2] if r.endswith(".0") else r
+
+
+def _fmt_value(key: str, v: Any) -> str:
+    if key in _TEXT_KEYS:
+        return "none" if v == "" else str(v)
+    if v is True:
+        return ""
+    if isinstance(v, (int, float)):
+        return _fmt_number(v)
+    return str(v)
+
+
+def _parse_value(spec: str, key: str, raw: str | None) -> Any:
+    if key == "calibrated":
+        return True if raw is None or raw == "" else raw
+    if raw is None:
+        raise ConfigError(f"method {spec!r}: key {key!r} needs a value ({key}=...)")
+    if key in _INT_KEYS:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"method {spec!r}: {key}={raw!r} is not an integer") from None
+    if key in _FLOAT_KEYS:
+        try:
+            v = float(raw)
+        except ValueError:
+            raise ConfigError(f"method {spec!r}: {key}={raw!r} is not a number") from None
+        return v
+    if key in _TEXT_KEYS:
+        return "" if raw.lower() == "none" else raw
+    return raw
+
+
+def _split_head(spec: str, head: str) -> tuple[str, str | None]:
+    parts = head.split("+")
+    if len(parts) == 1:
+        if parts[0] in SAMPLER_FAMILIES:
+            return parts[0], None
+        if parts[0] in BUDGET_FAMILIES:
+            return "greedy", parts[0]
+    elif len(parts) == 2 and parts[0] in SAMPLER_FAMILIES and parts[1] in BUDGET_FAMILIES:
+        return parts[0], parts[1]
+    known = list(SAMPLER_FAMILIES) + list(BUDGET_FAMILIES) + [
+        f"{s}+{b}" for s in ("sample", "entropix") for b in BUDGET_FAMILIES
+    ]
+    raise ConfigError(f"method {spec!r}: unknown family {head!r}; known families: {', '.join(known)}")
+
+
+def parse_spec(spec: str, *, default_max_new_tokens: int | None = None) -> MethodSpec:
+    """Parse one method spec (see the module docstring) without building its sampler.
+
+    `default_max_new_tokens` replaces DEFAULT_MAX_NEW_TOKENS for methods without a thinking cap
+    and without `max_new=`.
+    """
+    from entropix_s1.budget import Budget
+
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"method spec must be a non-empty string, got {spec!r}")
+    spec = spec.strip()
+    head, _, rest = spec.partition(":")
+    head = head.strip().lower()
+    sampler_kind, budget_kind = _split_head(spec, head)
+    allowed = _SAMPLER_KEYS[sampler_kind] + (_BUDGET_KEYS if budget_kind else ()) + _COMMON_KEYS
+    opts: dict[str, Any] = {}
+    if rest.strip():
+        for item in rest.split(","):
+            item = item.strip()
+            if not item:
+                raise ConfigError(f"method {spec!r}: empty option (stray ',')")
+            key, eq, raw = item.partition("=")
+            key = _ALIASES.get(key.strip().lower(), key.strip().lower())
+            raw_v = raw.strip() if eq else None
+            if key not in allowed:
+                hint = ""
+                if key in _BUDGET_KEYS and not budget_kind:
+                    hint = f" ({key}= belongs to a budget; write e.g. {sampler_kind}+budget:{item} or budget:{item})"
+                elif any(key in keys for keys in _SAMPLER_KEYS.values()):
+                    owner = next(f for f, keys in _SAMPLER_KEYS.items() if key in keys)
+                    hint = f" ({key}= belongs to the {owner!r} sampler)"
+                raise ConfigError(
+                    f"method {spec!r}: unknown key {key!r} for family {head!r}{hint}; "
+                    f"valid keys: {', '.join(allowed) or '(none)'}"
+                )
+            if key in opts:
+                raise ConfigError(f"method {spec!r}: key {key!r} given twice")
+            if raw_v is not None and _FORBIDDEN_VALUE_CHARS & set(raw_v):
+                raise ConfigError(f"method {spec!r}: value {raw_v!r} may not contain , ; {{ }}")
+            opts[key] = _parse_value(spec, key, raw_v)
+
+    if opts.get("pause") == "":
+        raise ConfigError(f"method {spec!r}: pause text cannot be empty (EntropixConfig inserts it)")
+    # sampler options (range checks happen in the sampler constructors at build time)
+    if sampler_kind == "sample":
+        opts.setdefault("t", 1.0)
+        opts["t"] = float(opts["t"])
+    for k in ("top_p", "min_p"):
+        if k in opts:
+            opts[k] = float(opts[k])
+
+    # budget
+    b_kwargs: dict[str, Any] = {}
+    if budget_kind:
+        if not any(k in opts for k in ("max", "min", "waits")):
+            raise ConfigError(f"method {spec!r}: a budget needs at least one of max=, min=, waits=")
+        if "max" in opts:
+            b_kwargs["max_thinking_tokens"] = opts["max"]
+        if "min" in opts:
+            b_kwargs["min_thinking_tokens"] = opts["min"]
+        if "waits" in opts:
+            b_kwargs["num_waits"] = opts["waits"]
+        if "wait" in opts:
+            b_kwargs["wait_text"] = opts["wait"]
+        if "answer" in opts:
+            b_kwargs["max_answer_tokens"] = opts["answer"]
+        if budget_kind == "adaptive-budget":
+            b_kwargs["mode"] = "adaptive"
+    budget = Budget(**b_kwargs)  # validates (ConfigError)
+
+    # drop defaults from the canonical name
+    default_budget = Budget()
+    if opts.get("wait") == default_budget.wait_text:
+        del opts["wait"]
+    if opts.get("waits") == 0:
+        del opts["waits"]
+    if opts.get("min") == 0:
+        del opts["min"]
+    if budget_kind and not any(k in opts for k in ("max", "min", "waits")):
+        opts["waits"] = 0  # keep the spec parseable: budget:waits=0
+
+    if "max_new" in opts:
+        max_new = opts["max_new"]
+        if max_new < 1:
+            raise ConfigError(f"method {spec!r}: max_new must be >= 1, got {max_new}")
+    elif budget.max_thinking_tokens is not None:
+        max_new = budget.max_thinking_tokens + (budget.max_answer_tokens or DEFAULT_ANSWER_TOKENS) + _FORCED_SLACK
+    else:
+        max_new = default_max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+        if budget.min_thinking_tokens:
+            max_new = max(max_new, budget.min_thinking_tokens + DEFAULT_ANSWER_TOKENS + _FORCED_SLACK)
+
+    if budget_kind:
+        canon_head = budget_kind if sampler_kind == "greedy" else f"{sampler_kind}+{budget_kind}"
+    else:
+        canon_head = sampler_kind
+
+    def render(keys: Iterable[str]) -> str:
+        items = []
+        for k in keys:
+            v = _fmt_value(k, opts[k])
+            items.append(k if (k == "calibrated" and opts[k] is True) else f"{k}={v}")
+        return canon_head + (":" + ",".join(items) if items else "")
+
+    ordered = [k for k in _KEY_ORDER if k in opts]
+    name = render(ordered)
+    family = render([k for k in ordered if k not in _SCALE_KEYS])
+    sampler_options = tuple((k, opts[k]) for k in ordered if k in _SAMPLER_KEYS[sampler_kind])
+    return MethodSpec(
+        name=name,
+        family=family,
+        sampler_kind=sampler_kind,
+        sampler_options=sampler_options,
+        budget=budget,
+        max_new_tokens=max_new,
+    )
+
+
+def _jsonable_to_config(v: Any) -> Any:
+    if isinstance(v, list):
+        return tuple(_jsonable_to_config(x) for x in v)
+    return v
+
+
+def _load_calibrated(path: Path, spec_name: str) -> Any:
+    from entropix_s1.entropix import EntropixConfig  # lazy: needs JAX
+
+    if not path.is_file():
+        raise ConfigError(
+            f"method {spec_name!r}: calibration file {path} not found; write it with the calibrate "
+            "command, or give its path (entropix:calibrated=PATH, or $ENTROPIX_S1_CALIBRATION)"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"method {spec_name!r}: cannot read calibration file {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"method {spec_name!r}: calibration file {path} must hold a JSON object")
+    try:
+        return EntropixConfig(**{k: _jsonable_to_config(v) for k, v in data.items()})
+    except TypeError as e:
+        fields = sorted(f.name for f in dataclasses.fields(EntropixConfig))
+        raise ConfigError(
+            f"method {spec_name!r}: calibration file {path} does not fit EntropixConfig ({e}); "
+            f"its fields are: {', '.join(fields)}"
+        ) from None
+
+
+def build_method(spec: MethodSpec) -> Method:
+    """Build the sampler object of a parsed spec (imports the samplers lazily)."""
+    kind = spec.sampler_kind
+    opts = dict(spec.sampler_options)
+    if kind == "greedy":
+        from entropix_s1.sampling import Greedy
+
+        sampler: Any = Greedy()
+    elif kind == "sample":
+        from entropix_s1.sampling import Sample
+
+        sampler = Sample(
+            temperature=opts["t"],
+            top_k=opts.get("top_k"),
+            top_p=opts.get("top_p"),
+            min_p=opts.get("min_p"),
+        )
+    elif kind == "entropix":
+        from entropix_s1.entropix import EntropixConfig
+
+        cal = opts.get("calibrated")
+        if cal is None:
+            sampler = EntropixConfig()
+        else:
+            path = default_calibration_path() if cal is True else Path(cal).expanduser()
+            sampler = _load_calibrated(path, spec.name)
+        if "pause" in opts:
+            try:
+                sampler = dataclasses.replace(sampler, pause_text=opts["pause"])
+            except TypeError as e:
+                raise ConfigError(f"method {spec.name!r}: EntropixConfig has no pause_text ({e})") from None
+    else:  # pragma: no cover - parse_spec only produces the kinds above
+        raise ConfigError(f"unknown sampler kind {kind!r}")
+    return Method(
+        name=spec.name,
+        family=spec.family,
+        sampler=sampler,
+        budget=spec.budget,
+        max_new_tokens=spec.max_new_tokens,
+    )
+
+
+def parse_method(spec: str | MethodSpec | Method, *, default_max_new_tokens: int | None = None) -> Method:
+    """Spec string -> Method (sampler built). A Method passes through unchanged."""
+    if isinstance(spec, Method):
+        return spec
+    if isinstance(spec, str):
+        spec = parse_spec(spec, default_max_new_tokens=default_max_new_tokens)
+    return build_method(spec)
+
+
+_BRACE_RE = re.compile(r"\{([^{}]*)\}")
+
+
+def _brace_expand(item: str) -> list[str]:
+    m = _BRACE_RE.search(item)
+    if m is None:
+        return [item]
+    out: list[str] = []
+    for alt in m.group(1).split(","):
+        out.extend(_brace_expand(item[: m.start()] + alt.strip() + item[m.end() :]))
+    return out
+
+
+def expand_specs(items: str | Sequence[str]) -> list[str]:
+    """Method list from CLI text: `;`-separated specs (or a list of such strings, e.g. a
+    repeated flag), with brace expansion (`budget:max={64,128}` -> two specs). Returns canonical
+    names, validated, duplicates removed, order kept."""
+    if isinstance(items, str):
+        items = [items]
+    out: list[str] = []
+    for chunk in items:
+        for raw in chunk.split(";"):
+            raw = raw.strip()
+            if not raw:
+                continue
+            for s in _brace_expand(raw):
+                name = parse_spec(s).name
+                if name not in out:
+                    out.append(name)
+    if not out:
+        raise ConfigError("no methods given (e.g. --methods 'greedy;budget:max={64,128,256}')")
+    return out
+
+
+def _with(base: str, **kv: Any) -> str:
+    items = ",".join(f"{k}={_fmt_value(k, v)}" for k, v in kv.items() if v is not None)
+    return parse_spec(f"{base}:{items}" if items else base).name
+
+
+def budget_sweep(maxes: Sequence[int] = (64, 128, 256, 512), *, base: str = "budget", waits: int = 0,
+                 **options: Any) -> list[str]:
+    """s1's token-conditional scaling curve (Figure 1 / 4 left): one method per thinking cap.
+
+    `budget_sweep([64, 128])` -> ["budget:max=64", "budget:max=128"]; `base` may be any budget
+    family ("entropix+budget", "adaptive-budget"); extra keys (`wait="Hmm"`, `t=0.7` for
+    "sample+budget") are added to each. All share one family, so Scaling is their mean slope.
+    """
+    return [_with(base, max=m, waits=waits or None, **options) for m in maxes]
+
+
+def waits_sweep(waits: Sequence[int] = (0, 1, 2, 4), *, max: int | None = None, base: str = "budget",
+                **options: Any) -> list[str]:
+    """s1's extrapolation (section 4.1 / Figure 4 right): suppress the end of thinking 0, 1, 2,
+    4 times, appending "Wait" each time; optional common cap `max`. One family."""
+    return [_with(base, max=max, waits=w, **options) for w in waits]
+
+
+def wait_string_ablation(max: int | None = 512, strings: Sequence[str] = ("Wait", "Hmm", "Alternatively", "none"),
+                         *, waits: int = 2, base: str = "budget") -> list[str]:
+    """s1 Table 4 ("extrapolation" rows): the string appended when the end of thinking is
+    suppressed, `waits` times under cap `max`. "none" is the empty string (suppression only).
+    Each string is its own family (`budget:wait=Hmm`); compare their Performance."""
+    return [_with(base, max=max, waits=waits, wait=s) for s in strings]
+
+
+def pause_string_ablation(strings: Sequence[str] = ("Wait", "Hmm", "Alternatively"), *,
+                          base: str = "entropix", max: int | None = None) -> list[str]:
+    """entropix's pause insertion with different pause strings (the entropix analogue of s1's
+    wait-string ablation); with `max` it runs under s1 budget forcing (`entropix+budget`). The
+    pause string cannot be empty (EntropixConfig requires text to insert)."""
+    if max is not None and "budget" not in base:
+        base = f"{base}+budget"
+    return [_with(base, pause=s, max=max) for s in strings]
