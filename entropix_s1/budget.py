@@ -101,26 +101,32 @@ class TokenTables:
 
     @staticmethod
     def build(forced: list[list[int]], delims: list[list[int]], stops: list[list[int]], eos: list[int]) -> "TokenTables":
-        def right_pad(seqs):
-            L = max([len(s) for s in seqs] + [1])
-            a = np.zeros((len(seqs), L), np.int32)
-            for i, s in enumerate(seqs):
-                a[i, : len(s)] = s
-            return a, np.array([len(s) for s in seqs], np.int32)
+        """Tables padded to power-of-two sizes (>= 8 tokens, >= 4 sequences, >= 8 eos ids), so a
+        different wait string, delimiter or eos set reuses the compiled loop."""
 
-        def right_align(seqs):
-            seqs = seqs or [[]]
-            L = max([len(s) for s in seqs] + [1])
-            a = np.full((len(seqs), L), -1, np.int32)
+        def size(n: int, minimum: int) -> int:
+            b = minimum
+            while b < n:
+                b *= 2
+            return b
+
+        def table(seqs: list[list[int]], rows: int, align_right: bool) -> tuple[np.ndarray, np.ndarray]:
+            L = size(max([len(s) for s in seqs] + [1]), 8)
+            a = np.full((rows, L), -1 if align_right else 0, np.int32)
             for i, s in enumerate(seqs):
-                if s:
+                if s and align_right:
                     a[i, L - len(s) :] = s
-            return a, np.array([len(s) for s in seqs], np.int32)
+                elif s:
+                    a[i, : len(s)] = s
+            lens = np.zeros((rows,), np.int32)
+            lens[: len(seqs)] = [len(s) for s in seqs]
+            return a, lens
 
-        f, fl = right_pad(forced)
-        d, dl = right_align(delims)
-        s, sl = right_align(stops)
-        e = np.array(list(eos) or [-1], np.int32)
+        f, fl = table(forced, len(forced), align_right=False)
+        d, dl = table(delims, size(len(delims), 4), align_right=True)
+        s, sl = table(stops, size(len(stops), 4), align_right=True)
+        e = np.full((size(len(eos), 8),), -1, np.int32)
+        e[: len(eos)] = eos
         return TokenTables(*(jnp.asarray(x) for x in (f, fl, d, dl, s, sl, e)))
 
 

@@ -259,7 +259,8 @@ def _step(spec: LoopSpec, params: Params, tables: B_.TokenTables, rb: RowBudget,
         jnp.where(active[:, None], stats_BS, st.stats_BNS[rows, jnp.minimum(idx, n_cap - 1)]))
 
     # --- stopping ---
-    eos_hit = sampled & ~delim_ev & jnp.any(tok[:, None] == tables.eos_E[None], axis=1)
+    # A natural end of thinking on a delimiter that is also EOS (e.g. "<|im_end|>") ends the turn.
+    eos_hit = sampled & ~extend & jnp.any(tok[:, None] == tables.eos_E[None], axis=1)
     stop_hit = sampled & (B_.match_tail(out, n_out, tables.stop_ML, tables.stop_len_M) > 0)
     ans_hit = active & (phase == B_.ANSWER) & (answer >= rb.max_answer_B)
     new_hit = active & (n_out >= max_new)

@@ -179,3 +179,11 @@ def test_stream_equals_generate(m):
     assert len(pieces) > 2 and "".join(pieces) == ref.text
     assert m.last_stream_result.token_ids == ref.token_ids
     assert m.last_stream_result.thinking_tokens == ref.thinking_tokens
+
+
+def test_strings_and_eos_changes_reuse_the_program(m):
+    m.generate("Q", raw=True, max_new_tokens=20, budget=Budget(**THINK, num_waits=1))
+    n = D.generate_arrays._cache_size()
+    m.generate("Q", raw=True, max_new_tokens=20, budget=Budget(**THINK, num_waits=2, wait_text="Hmm"))
+    m.generate("Q", raw=True, max_new_tokens=20, budget=Budget(**THINK, num_waits=1), ignore_eos=True)
+    assert D.generate_arrays._cache_size() == n
