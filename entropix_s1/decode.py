@@ -35,7 +35,7 @@ from entropix_s1 import entropix as ex
 from entropix_s1.config import ModelConfig
 from entropix_s1.metrics import AttentionMetrics, logit_metrics
 from entropix_s1.model import KVCache, Params, forward
-from entropix_s1.sampling import Greedy, Sample
+from entropix_s1.sampling import Greedy, Sample, split_rows
 
 Array = jax.Array
 Sampler = Union[Greedy, Sample, ex.EntropixSampler]
@@ -149,13 +149,14 @@ def _propose(spec: LoopSpec, params: Params, st: DecodeState, logits_BV: Array, 
     if not isinstance(s, ex.EntropixSampler):
         code = REGIME_GREEDY if isinstance(s, Greedy) or getattr(s, "temperature", 1) == 0 else REGIME_SAMPLE
         return s.get_next_tokens(logits_BV, rng_B), jnp.full((b,), code, jnp.int32)
-    tok_B, regime_B = s.get_next_tokens(logits_BV, lm, st.attn, rng_B)
+    keys_B2 = split_rows(rng_B, 2)  # distinct keys for the sampler and the branch candidates
+    tok_B, regime_B = s.get_next_tokens(logits_BV, lm, st.attn, keys_B2[:, 0])
     branch_B = (regime_B == ex.BRANCH) & ~st.done_B
 
     def roll_out(_):
         cfg = s.cfg
         n = cfg.n_branches
-        cand_BN = ex.branch_candidates(logits_BV, jax.vmap(lambda k: jax.random.fold_in(k, 7))(rng_B), cfg, st.attn)
+        cand_BN = ex.branch_candidates(logits_BV, keys_B2[:, 1], cfg, st.attn)
         logp_BV = jax.nn.log_softmax(logits_BV)
         lps = [jnp.take_along_axis(logp_BV, cand_BN, axis=1)]
         ents = [jnp.broadcast_to(lm.entropy_B[:, None], (b, n))]
