@@ -118,8 +118,14 @@ def params_from_tensors(tensors: dict[str, np.ndarray], cfg: ModelConfig, dtype=
     get = _getter(tensors, np_dtype)
     D, H, K, hd, F, V = cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_dim, cfg.vocab_size
 
-    def t_heads(n):  # [n*hd, D] -> [D, n, hd]
+    G = H // K
+
+    def t_heads(n):  # torch [n*hd, D] -> [D, n, hd]
         return lambda a: a.T.reshape(D, n, hd)
+
+    def grouped(q, k, v):  # [.., H, hd], [.., K, hd] x2 -> [.., K, G + 2, hd]
+        q = q.reshape(*q.shape[:-2], K, G, hd)
+        return jnp.concatenate([q, k[..., None, :], v[..., None, :]], axis=-2)
 
     layers = []
     for i in range(cfg.n_layers):
@@ -129,12 +135,10 @@ def params_from_tensors(tensors: dict[str, np.ndarray], cfg: ModelConfig, dtype=
         v = get(p + "self_attn.v_proj.weight", (K * hd, D), t_heads(K))
         bias = None
         if cfg.qkv_bias:
-            bias = jnp.concatenate(
-                [
-                    get(p + "self_attn.q_proj.bias", (H * hd,), lambda a: a.reshape(H, hd)),
-                    get(p + "self_attn.k_proj.bias", (K * hd,), lambda a: a.reshape(K, hd)),
-                    get(p + "self_attn.v_proj.bias", (K * hd,), lambda a: a.reshape(K, hd)),
-                ]
+            bias = grouped(
+                get(p + "self_attn.q_proj.bias", (H * hd,), lambda a: a.reshape(H, hd)),
+                get(p + "self_attn.k_proj.bias", (K * hd,), lambda a: a.reshape(K, hd)),
+                get(p + "self_attn.v_proj.bias", (K * hd,), lambda a: a.reshape(K, hd)),
             )
         qn = kn = None
         if cfg.qk_norm:
@@ -145,11 +149,11 @@ def params_from_tensors(tensors: dict[str, np.ndarray], cfg: ModelConfig, dtype=
         layers.append(
             LayerParams(
                 attn_norm_D=get(p + "input_layernorm.weight", (D,)),
-                wqkv_DNH=jnp.concatenate([q, k, v], axis=1),
-                bqkv_NH=bias,
+                wqkv_DKCH=grouped(q, k, v),
+                bqkv_KCH=bias,
                 q_norm_H=qn,
                 k_norm_H=kn,
-                wo_NHD=get(p + "self_attn.o_proj.weight", (D, H * hd), lambda a: a.T.reshape(H, hd, D)),
+                wo_KGHD=get(p + "self_attn.o_proj.weight", (D, H * hd), lambda a: a.T.reshape(K, G, hd, D)),
                 mlp_norm_D=get(p + "post_attention_layernorm.weight", (D,)),
                 w_gate_up_D2F=jnp.stack([gate, up], axis=1),
                 w_down_FD=get(p + "mlp.down_proj.weight", (D, F), lambda a: a.T),

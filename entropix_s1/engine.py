@@ -127,6 +127,14 @@ class Model:
     def _rows(self, prompts, budgets, raw, prefill, system, template_vars, max_new) -> list[_Row]:
         rows = []
         for p, bud in zip(prompts, budgets):
+            if isinstance(p, (list, tuple)) and p and all(isinstance(t, (int, np.integer)) for t in p):
+                ids = [int(t) for t in p]  # pre-tokenised prompt: used as is (benchmarks, research)
+                bad = [t for t in ids if not 0 <= t < self.config.vocab_size]
+                err = f"token ids out of range: {bad[:3]}" if bad else None
+                if not err and len(ids) + max_new > self.config.max_position_embeddings:
+                    err = f"prompt of {len(ids)} tokens + max_new_tokens {max_new} exceeds the model context"
+                rows.append(_Row(f"<{len(ids)} token ids>", ids if not err else [], bud, error=err))
+                continue
             try:
                 text = self.tokenizer.render(p, raw=raw, system=system, prefill=prefill, **(template_vars or {}))
                 if isinstance(p, str) and not p.strip() and not prefill:
@@ -158,7 +166,8 @@ class Model:
     ) -> list[GenerationResult]:
         """Generate for a batch of prompts in one compiled loop; one result per prompt.
 
-        prompts: strings (user messages, or raw text with raw=True) or message lists.
+        prompts: strings (user messages, or raw text with raw=True), message lists, or lists of
+            token ids (used as is, no template).
         budget: one Budget for all rows, or one per row (numbers may differ per row; the strings
             must agree). sampler: "greedy" | "sample" | "entropix" | Greedy/Sample/EntropixConfig.
         ignore_eos: generate exactly max_new_tokens (benchmarks). prefill: token forcing, appended
@@ -178,7 +187,7 @@ class Model:
               seed: int = 0, ignore_eos: bool = False, raw: bool = False, prefill: str = "",
               system: str | None = None, stop: Sequence[str] = (), template_vars=None, on_error: str = "raise"):
         """Validate and tokenise everything before any compute (errors name the bad input)."""
-        single = isinstance(prompts, str) or (prompts and isinstance(prompts[0], dict))
+        single = isinstance(prompts, str) or (prompts and isinstance(prompts[0], (dict, int, np.integer)))
         plist: list[Prompt] = [prompts] if single else list(prompts)  # type: ignore[list-item]
         if not plist:
             raise InputError("generate: no prompts given")

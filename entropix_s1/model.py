@@ -34,11 +34,13 @@ MASK_VALUE = -1e30  # finite, so a fully masked (padding) query row gives no NaN
 @struct.dataclass
 class LayerParams:
     attn_norm_D: Array
-    wqkv_DNH: Array  # N = n_heads + 2 * n_kv_heads (q, then k, then v)
-    bqkv_NH: Array | None
+    # Per KV head k, C = G + 2 slices: its G query heads, then its key, then its value head.
+    # Grouping by KV head keeps GQA free of reshapes and lets tensor parallelism split K cleanly.
+    wqkv_DKCH: Array
+    bqkv_KCH: Array | None
     q_norm_H: Array | None
     k_norm_H: Array | None
-    wo_NHD: Array
+    wo_KGHD: Array
     mlp_norm_D: Array
     w_gate_up_D2F: Array  # [:, 0] gate, [:, 1] up
     w_down_FD: Array
@@ -129,16 +131,16 @@ def _attention(
     want_metrics: bool,
 ):
     B, T, _ = x_BTD.shape
-    H, K, G, hd = cfg.n_heads, cfg.n_kv_heads, cfg.q_per_kv, cfg.head_dim
-    qkv_BTNH = _mm("btd,dnh->btnh", x_BTD, lp.wqkv_DNH)
-    if lp.bqkv_NH is not None:
-        qkv_BTNH = qkv_BTNH + lp.bqkv_NH.astype(jnp.float32)
-    q, k, v = qkv_BTNH[:, :, :H], qkv_BTNH[:, :, H : H + K], qkv_BTNH[:, :, H + K :]
+    H, G, hd = cfg.n_heads, cfg.q_per_kv, cfg.head_dim
+    qkv_BTKCH = _mm("btd,dkch->btkch", x_BTD, lp.wqkv_DKCH)
+    if lp.bqkv_KCH is not None:
+        qkv_BTKCH = qkv_BTKCH + lp.bqkv_KCH.astype(jnp.float32)
+    q, k, v = qkv_BTKCH[:, :, :, :G], qkv_BTKCH[:, :, :, G], qkv_BTKCH[:, :, :, G + 1]
     if lp.q_norm_H is not None:
         q = rms_norm(q, lp.q_norm_H, cfg.norm_eps)
         k = rms_norm(k, lp.k_norm_H, cfg.norm_eps)
     inv_freq = jnp.asarray(cfg.inv_freq())
-    q = apply_rope(q, pos_BT, inv_freq)
+    q_BTKGH = apply_rope(q.reshape(B, T, H, hd), pos_BT, inv_freq).reshape(q.shape) * (hd**-0.5)
     k = apply_rope(k, pos_BT, inv_freq)
 
     # Write this step's K/V at slots [slot0, slot0 + T) of every row, in place.
@@ -148,12 +150,11 @@ def _attention(
     v_cache = jax.lax.dynamic_update_slice(v_cache, v_BKTH, (0, 0, slot0, 0))
     k_win, v_win = k_cache[:, :, :window], v_cache[:, :, :window]
 
-    q_BTKGH = q.reshape(B, T, K, G, hd) * (hd**-0.5)
     scores_BKGTS = _mm("btkgh,bksh->bkgts", q_BTKGH, k_win)
     scores_BKGTS = jnp.where(valid_BTS[:, None, None], scores_BKGTS, MASK_VALUE)
     probs = jax.nn.softmax(scores_BKGTS, axis=-1)
     out_BTKGH = _mm("bkgts,bksh->btkgh", probs, v_win)
-    out_BTD = _mm("btnh,nhd->btd", out_BTKGH.reshape(B, T, H, hd), lp.wo_NHD)
+    out_BTD = _mm("btkgh,kghd->btd", out_BTKGH, lp.wo_KGHD)
 
     attn_m = None
     if want_metrics:  # the current (last) query position only

@@ -61,8 +61,8 @@ def scripted_model(vocab: list[str], script: dict[str, dict[str, float]], defaul
                       tie_embeddings=False, qkv_bias=False, qk_norm=False, eos_token_ids=tok.eos_ids)
     rng = np.random.default_rng(0)
     f = lambda *s: jnp.asarray(rng.normal(size=s).astype(np.float32))  # noqa: E731
-    layer = LayerParams(attn_norm_D=jnp.ones(V), wqkv_DNH=f(V, 3, 4), bqkv_NH=None, q_norm_H=None, k_norm_H=None,
-                        wo_NHD=jnp.zeros((1, 4, V)), mlp_norm_D=jnp.ones(V), w_gate_up_D2F=f(V, 2, 4),
+    layer = LayerParams(attn_norm_D=jnp.ones(V), wqkv_DKCH=f(V, 1, 3, 4), bqkv_KCH=None, q_norm_H=None, k_norm_H=None,
+                        wo_KGHD=jnp.zeros((1, 1, 4, V)), mlp_norm_D=jnp.ones(V), w_gate_up_D2F=f(V, 2, 4),
                         w_down_FD=jnp.zeros((4, V)))
     params = Params(embed_VD=jnp.eye(V), layers=(layer,), final_norm_D=jnp.ones(V), lm_head_VD=jnp.asarray(head))
     return Model("scripted", cfg, params, tok)
