@@ -1,0 +1,40 @@
+"""Shared fixtures: the fetched SmolLM2 checkpoint and the read-only `shared/` test data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    """`$ENTROPIX_S1_SHARED`, else `../shared` next to the repository root."""
+    env = os.environ.get("ENTROPIX_S1_SHARED")
+    return Path(env) if env else Path(__file__).parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    path = shared_dir()
+    if not path.is_dir():
+        pytest.fail(f"shared test data not found at {path} (set ENTROPIX_S1_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct as a Hugging Face-layout dir (fetched and converted on first use)."""
+    from entropix_s1 import catalog
+
+    return catalog.fetch("smollm2-135m-instruct", quiet=True)
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf(smollm2_dir: Path) -> Path:
+    """The original GGUF the SmolLM2 dir was converted from (kept in `<dir>/gguf/`)."""
+    from entropix_s1 import catalog
+
+    return catalog.gguf_path("smollm2-135m-instruct", home=smollm2_dir.parent)
