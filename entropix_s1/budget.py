@@ -44,6 +44,22 @@ class Budget:
     answer_prefix: str = "\nFinal Answer:"
     max_answer_tokens: int | None = None
     mode: BudgetMode = "fixed"
+    # -- mode="adaptive": the model's uncertainty decides (entropies in nats) --
+    #: a delimiter step is "uncertain" when the entropy of the distribution that emitted it
+    #: exceeds this, or its varentropy exceeds `uncertain_varentropy`, or the mean entropy of the
+    #: `window` tokens before the delimiter exceeds `uncertain_window_entropy`; then the delimiter
+    #: is replaced by `wait_text` (reason "wait:uncertain"), at most `num_waits` times.
+    uncertain_entropy: float = 1.0
+    uncertain_varentropy: float = float("inf")
+    uncertain_window_entropy: float = float("inf")
+    window: int = 8
+    #: a confident end (not uncertain) may end thinking below `min_thinking_tokens`.
+    confident_ends_below_min: bool = False
+    #: graceful cap: past this many thinking tokens, end thinking at the first step whose
+    #: entropy is below `confident_entropy` (forced tail, reason "end:confident"); the hard cap
+    #: `max_thinking_tokens` still holds.
+    soft_max_thinking_tokens: int | None = None
+    confident_entropy: float = 0.5
 
     def __post_init__(self) -> None:
         if isinstance(self.think_end, str):
@@ -66,17 +82,24 @@ class Budget:
             raise ConfigError(f"Budget.max_answer_tokens must be >= 1, got {self.max_answer_tokens}")
         if self.mode not in ("fixed", "adaptive"):
             raise ConfigError(f"Budget.mode must be 'fixed' or 'adaptive', got {self.mode!r}")
+        if self.window < 1:
+            raise ConfigError(f"Budget.window must be >= 1, got {self.window}")
+        s = self.soft_max_thinking_tokens
+        if s is not None and (s < 0 or (self.max_thinking_tokens is not None and s > self.max_thinking_tokens)):
+            raise ConfigError(f"Budget.soft_max_thinking_tokens ({s}) must be in [0, max_thinking_tokens]")
 
 
 # ---------------------------------------------------------------------------------------------
 # Array side: token tables built once on the host, and the per-row helpers the loop uses.
 
 #: Forced-sequence slots of `TokenTables.forced_RL`.
-SEQ_PREFILL, SEQ_CAP, SEQ_WAIT, SEQ_PAUSE = range(4)
+#: The cap tail and the wait text appear twice: the adaptive mode's copies carry their own reason.
+SEQ_PREFILL, SEQ_CAP, SEQ_WAIT, SEQ_PAUSE, SEQ_CAP_CONFIDENT, SEQ_WAIT_UNCERTAIN = range(6)
 #: Reason codes stored per generated token (0: sampled). Names index FORCED_NAMES.
-NOT_FORCED, FORCED_PREFILL, FORCED_CAP, FORCED_WAIT, FORCED_PAUSE = range(5)
-FORCED_NAMES: tuple[str | None, ...] = (None, "prefill", "cap", "wait", "pause")
-SEQ_REASON = np.array([FORCED_PREFILL, FORCED_CAP, FORCED_WAIT, FORCED_PAUSE], np.int32)
+NOT_FORCED, FORCED_PREFILL, FORCED_CAP, FORCED_WAIT, FORCED_PAUSE, FORCED_END_CONFIDENT, FORCED_WAIT_UNCERTAIN = range(7)
+FORCED_NAMES: tuple[str | None, ...] = (None, "prefill", "cap", "wait", "pause", "end:confident", "wait:uncertain")
+SEQ_REASON = np.array([FORCED_PREFILL, FORCED_CAP, FORCED_WAIT, FORCED_PAUSE, FORCED_END_CONFIDENT,
+                       FORCED_WAIT_UNCERTAIN], np.int32)
 THINKING, ANSWER = 0, 1
 NO_LIMIT = np.iinfo(np.int32).max // 2
 

@@ -57,6 +57,15 @@ class RowBudget:
     max_think_B: Array
     num_waits_B: Array
     max_answer_B: Array
+    # adaptive budget forcing (Budget.mode == "adaptive"); see Budget's field docs
+    adaptive_B: Array
+    uncertain_ent_B: Array
+    uncertain_vent_B: Array
+    uncertain_win_B: Array
+    window_B: Array
+    confident_min_B: Array
+    soft_think_B: Array
+    confident_ent_B: Array
 
 
 @struct.dataclass
@@ -201,12 +210,17 @@ def _step(spec: LoopSpec, params: Params, tables: B_.TokenTables, rb: RowBudget,
 
     # --- forced tokens: the cap first, then an entropix pause, then any queued sequence ---
     q_seq, q_pos = st.q_seq_B, st.q_pos_B
-    cap_now = active & thinking & (st.think_B >= rb.max_think_B) & (q_seq != B_.SEQ_CAP) & (q_seq != B_.SEQ_PREFILL)
+    capping = (q_seq == B_.SEQ_CAP) | (q_seq == B_.SEQ_CAP_CONFIDENT) | (q_seq == B_.SEQ_PREFILL)
+    cap_now = active & thinking & (st.think_B >= rb.max_think_B) & ~capping
+    soft_now = active & thinking & rb.adaptive_B & (q_seq < 0) & ~cap_now & (st.think_B >= rb.soft_think_B) & \
+        (lm.entropy_B < rb.confident_ent_B)
     pause_ok = (st.pauses_B < spec.max_pauses) & (st.n_out_B - st.last_pause_B >= spec.pause_cooldown)
     pause_now = active & (q_seq < 0) & ~cap_now & (regime_B == ex.PAUSE) & pause_ok & \
         (tables.forced_len_R[B_.SEQ_PAUSE] > 0)
-    q_seq = jnp.where(cap_now, B_.SEQ_CAP, jnp.where(pause_now, B_.SEQ_PAUSE, q_seq))
-    q_pos = jnp.where(cap_now | pause_now, 0, q_pos)
+    pause_now = pause_now & ~soft_now
+    q_seq = jnp.where(cap_now, B_.SEQ_CAP, jnp.where(soft_now, B_.SEQ_CAP_CONFIDENT, jnp.where(pause_now, B_.SEQ_PAUSE, q_seq)))
+    q_pos = jnp.where(cap_now | soft_now | pause_now, 0, q_pos)
+    cap_now = cap_now | soft_now
     in_q = active & (q_seq >= 0)
     qs = jnp.maximum(q_seq, 0)
     tok = jnp.where(in_q, tables.forced_RL[qs, q_pos], tok_s)
@@ -234,17 +248,26 @@ def _step(spec: LoopSpec, params: Params, tables: B_.TokenTables, rb: RowBudget,
     ld = B_.match_tail(out, n_out, tables.delim_ML, tables.delim_len_M)
     delim_ev = sampled & in_thinking & (ld > 0)
     wait_len = tables.forced_len_R[B_.SEQ_WAIT]
-    extend = delim_ev & ((st.waits_B < rb.num_waits_B) | (think - ld < rb.min_think_B)) & (wait_len > 0)
+    waits_left, below_min = st.waits_B < rb.num_waits_B, think - ld < rb.min_think_B
+    # adaptive: wait only when uncertain at the delimiter step or over the window before it
+    n_idx = jnp.arange(n_cap, dtype=jnp.int32)[None, :]
+    win = (n_idx >= (n_out - ld - rb.window_B)[:, None]) & (n_idx < (n_out - ld)[:, None])
+    win_ent = jnp.sum(jnp.where(win, st.stats_BNS[:, :, 0], 0.0), 1) / jnp.maximum(jnp.sum(win, 1), 1)
+    uncertain = (lm.entropy_B > rb.uncertain_ent_B) | (lm.varentropy_B > rb.uncertain_vent_B) | \
+        (win_ent > rb.uncertain_win_B)
+    adaptive_ext = (waits_left & uncertain) | (below_min & ~(rb.confident_min_B & ~uncertain))
+    extend = delim_ev & jnp.where(rb.adaptive_B, adaptive_ext, waits_left | below_min) & (wait_len > 0)
+    wait_seq = jnp.where(rb.adaptive_B, B_.SEQ_WAIT_UNCERTAIN, B_.SEQ_WAIT)
     end_now = delim_ev & ~extend
     n_out = jnp.where(extend, n_out - ld, n_out)
     think = jnp.where(extend, think - ld, think)
     wait_tok = tables.forced_RL[B_.SEQ_WAIT, 0]
     tok = jnp.where(extend, wait_tok, tok)
-    reason = jnp.where(extend, B_.FORCED_WAIT, reason)
+    reason = jnp.where(extend, jnp.asarray(B_.SEQ_REASON)[wait_seq], reason)
     out = write(out, n_out, tok)
     n_out = n_out + extend
     think = think + extend
-    q_seq = jnp.where(extend & (wait_len > 1), B_.SEQ_WAIT, q_seq)
+    q_seq = jnp.where(extend & (wait_len > 1), wait_seq, q_seq)
     q_pos = jnp.where(extend, 1, q_pos)
     cache = st.cache.invalidate(jnp.where(extend, st.cache.length - (ld - 1), 0), jnp.where(extend, st.cache.length, 0))
     phase = jnp.where(end_now, B_.ANSWER, phase)
@@ -285,13 +308,16 @@ def _step(spec: LoopSpec, params: Params, tables: B_.TokenTables, rb: RowBudget,
 def _init(spec: LoopSpec, params: Params, tables: B_.TokenTables, tokens_BP: Array, valid_BP: Array,
           rb: RowBudget, max_new: Array) -> DecodeState:
     """Prefill the left-padded prompts and build the loop's starting state."""
+    from entropix_s1.sharding import constrain  # batch over "dp", KV heads over "tp"; no-op without a mesh
+
     b, n_cap = spec.batch, spec.out_len
     cache = KVCache.init(spec.cfg, b, spec.cache_len, params.dtype)
+    tokens_BP, valid_BP, cache = constrain(spec.cfg, (tokens_BP, valid_BP, cache))
     logits, cache, attn = forward(params, spec.cfg, tokens_BP, cache, window=spec.prompt_len,
                                   token_valid_BT=valid_BP, metric_layers=spec.metric_layers, last_only=True)
     zi = jnp.zeros((b,), jnp.int32)
     has_prefill = rb.thinking_B & (tables.forced_len_R[B_.SEQ_PREFILL] > 0)
-    return DecodeState(
+    return constrain(spec.cfg, DecodeState(
         step=jnp.zeros((), jnp.int32), cache=cache, logits_BV=logits,
         attn=attn if attn is not None else _zero_attn(b),
         out_BN=jnp.zeros((b, n_cap), jnp.int32), forced_BN=jnp.zeros((b, n_cap), jnp.int8),
@@ -300,7 +326,7 @@ def _init(spec: LoopSpec, params: Params, tables: B_.TokenTables, tokens_BP: Arr
         think_B=zi, answer_B=zi, waits_B=zi, pauses_B=zi, last_pause_B=zi - B_.NO_LIMIT,
         q_seq_B=jnp.where(has_prefill, B_.SEQ_PREFILL, -1).astype(jnp.int32), q_pos_B=zi,
         done_B=jnp.broadcast_to(max_new <= 0, (b,)), stop_B=jnp.where(max_new <= 0, STOP_MAX_NEW, STOP_RUNNING) + zi,
-    )
+    ))
 
 
 def _run(spec: LoopSpec, params: Params, tables: B_.TokenTables, rb: RowBudget, max_new: Array, key: Array,

@@ -68,8 +68,15 @@ class _Row:
 class Model:
     """A loaded checkpoint: `.config`, `.tokenizer`, `.path`, `.params`; `score`, `generate`, `chat`."""
 
-    def __init__(self, path: Path, config: ModelConfig, params: Params, tokenizer: Any):
+    def __init__(self, path: Path, config: ModelConfig, params: Params, tokenizer: Any, mesh: Any = None):
+        """mesh: "DPxTP" | (dp, tp) | a ("dp", "tp") jax.sharding.Mesh: shard the params over it
+        (config becomes a `sharding.ShardedConfig`; see docs/sharding.md). None: one device."""
+        if mesh is not None:
+            from entropix_s1.sharding import shard
+
+            config, params = shard(config, params, mesh)
         self.path, self.config, self.params, self.tokenizer = Path(path), config, params, tokenizer
+        self.mesh = getattr(config, "mesh", None)
 
     # ----------------------------------------------------------------------------- scoring
     def score(self, text: str, *, add_special_tokens: bool = True) -> list[dict[str, Any]]:
@@ -119,7 +126,8 @@ class Model:
                 raise InputError(f"think_end delimiter {d!r} tokenizes to nothing")
             delims.append(ids)
         pause = self._encode(sampler.cfg.pause_text) if isinstance(sampler, EntropixSampler) else []
-        forced = [self._encode(b.think_start), delims[0] + self._encode(b.answer_prefix), self._encode(b.wait_text), pause]
+        cap, wait = delims[0] + self._encode(b.answer_prefix), self._encode(b.wait_text)
+        forced = [self._encode(b.think_start), cap, wait, pause, cap, wait]  # order: budget.SEQ_*
         eos = [] if ignore_eos else sorted(set(self.tokenizer.eos_ids) | set(self.config.eos_token_ids))
         stops = [self._encode(s) for s in stop if s]
         return B_.TokenTables.build(forced, delims if budget else [], stops, eos)
@@ -269,12 +277,23 @@ class Model:
         def col(f, default):
             return jnp.asarray([default if r.budget is None or f(r.budget) is None else f(r.budget) for r in rows], jnp.int32)
 
+        def fcol(f):
+            return jnp.asarray([np.inf if r.budget is None else f(r.budget) for r in rows], jnp.float32)
+
         rb = D.RowBudget(
             thinking_B=jnp.asarray([r.budget is not None for r in rows]),
             min_think_B=col(lambda x: x.min_thinking_tokens, 0),
             max_think_B=col(lambda x: x.max_thinking_tokens, B_.NO_LIMIT),
             num_waits_B=col(lambda x: x.num_waits, 0),
             max_answer_B=col(lambda x: x.max_answer_tokens, B_.NO_LIMIT),
+            adaptive_B=jnp.asarray([r.budget is not None and r.budget.mode == "adaptive" for r in rows]),
+            uncertain_ent_B=fcol(lambda x: x.uncertain_entropy),
+            uncertain_vent_B=fcol(lambda x: x.uncertain_varentropy),
+            uncertain_win_B=fcol(lambda x: x.uncertain_window_entropy),
+            window_B=col(lambda x: x.window, 1),
+            confident_min_B=jnp.asarray([r.budget is not None and r.budget.confident_ends_below_min for r in rows]),
+            soft_think_B=col(lambda x: x.soft_max_thinking_tokens if x.mode == "adaptive" else None, B_.NO_LIMIT),
+            confident_ent_B=fcol(lambda x: x.confident_entropy),
         )
         return spec, self.params, tables, jnp.asarray(toks), jnp.asarray(valid), rb, jnp.asarray(max_new, jnp.int32)
 
@@ -325,11 +344,16 @@ class Model:
         return results
 
 
-def load(name_or_path: str | os.PathLike, *, dtype: Any = jnp.float32, compilation_cache: bool = True) -> Model:
+def load(name_or_path: str | os.PathLike, *, dtype: Any = jnp.float32, compilation_cache: bool = True,
+         mesh: Any = None) -> Model:
     """Load a catalog model (fetched on first use) or an HF checkpoint directory.
 
     dtype: weight dtype, float32 or bfloat16 (math accumulates in float32 either way).
+    mesh: "DPxTP" (e.g. "1x8") | (dp, tp) | a ("dp", "tp") jax.sharding.Mesh: tensor parallel over
+        tp, data parallel over dp (docs/sharding.md). Weights are converted in host memory and each
+        device receives only its shards.
     """
+    from entropix_s1 import sharding
     from entropix_s1.catalog import resolve
     from entropix_s1.tokenizer import Tokenizer
 
@@ -338,5 +362,8 @@ def load(name_or_path: str | os.PathLike, *, dtype: Any = jnp.float32, compilati
     if compilation_cache:
         enable_compilation_cache()
     path = resolve(str(name_or_path))
-    cfg, params = load_checkpoint(path, dtype=dtype)
-    return Model(path, cfg, params, Tokenizer.from_dir(path))
+    if mesh is not None:  # check the mesh against config.json before reading any weights
+        mesh = sharding.plan(ModelConfig.from_dir(path), mesh).mesh
+    with sharding.on_host(enabled=mesh is not None):
+        cfg, params = load_checkpoint(path, dtype=dtype)
+    return Model(path, cfg, params, Tokenizer.from_dir(path), mesh=mesh)

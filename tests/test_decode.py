@@ -14,12 +14,14 @@ from entropix_s1.errors import ConfigError, InputError
 from entropix_s1.sampling import Sample
 
 FILL = [f"f{i}" for i in range(40)]
-VOCAB = ["<pad>", "<eos>", "Q", "a", "b", "</think>", "Wait", "Hmm",
+VOCAB = ["<pad>", "<eos>", "Q", "P", "a", "b", "c", "</think>", "Wait", "Hmm",
          "\nFinal Answer:", "X", "<think>", "U", "STOP"] + FILL
 # Q: think "a b", then end thinking with the (single-token) delimiter and answer "X".
 SCRIPT = {
     "Q": {"a": 5}, "a": {"b": 5}, "b": {"</think>": 5}, "</think>": {"X": 5}, "X": {"<eos>": 5},
     "Wait": {"a": 5}, "\nFinal Answer:": {"X": 5}, "<think>": {"a": 5},
+    # P: "c", then an UNCERTAIN end of thinking (the delimiter wins with p ~ 0.42, H ~ 2 nats).
+    "P": {"c": 5}, "c": {"</think>": 2.0, **{f: 0.0 for f in FILL[:10]}},
     # U: flat over 40 fillers (high entropy, low varentropy: entropix PAUSE); fillers and the
     # pause text "Hmm" continue flat.
     **{w: {g: 0.0 for g in FILL} for w in ["U", "Hmm"] + FILL},
@@ -187,3 +189,42 @@ def test_strings_and_eos_changes_reuse_the_program(m):
     m.generate("Q", raw=True, max_new_tokens=20, budget=Budget(**THINK, num_waits=2, wait_text="Hmm"))
     m.generate("Q", raw=True, max_new_tokens=20, budget=Budget(**THINK, num_waits=1), ignore_eos=True)
     assert D.generate_arrays._cache_size() == n
+
+
+ADAPTIVE = dict(think_end=("</think>",), mode="adaptive", uncertain_entropy=1.0)
+
+
+def test_adaptive_waits_only_when_uncertain(m):
+    rs = m.generate(["P", "Q"], raw=True, max_new_tokens=40, budget=Budget(**ADAPTIVE, num_waits=5))
+    p, q = rs
+    assert toks(p)[:2] == ["c", "Wait"] and p.waits_inserted == 1  # uncertain end -> wait
+    assert [t.forced for t in p.trace][1] == "wait:uncertain"
+    assert q.waits_inserted == 0 and toks(q)[:3] == ["a", "b", "</think>"]  # confident end
+    (p0,) = m.generate("P", raw=True, max_new_tokens=40, budget=Budget(**ADAPTIVE, num_waits=0))
+    assert p0.waits_inserted == 0  # max waits holds per row
+
+
+def test_adaptive_equals_fixed_when_everything_is_uncertain(m):
+    for waits in (1, 3):
+        fixed = m.generate(["Q", "P"], raw=True, max_new_tokens=40, budget=Budget(think_end=("</think>",), num_waits=waits))
+        adapt = m.generate(["Q", "P"], raw=True, max_new_tokens=40,
+                           budget=Budget(**dict(ADAPTIVE, uncertain_entropy=-1.0), num_waits=waits))
+        assert [r.token_ids for r in fixed] == [r.token_ids for r in adapt]
+        assert [r.waits_inserted for r in adapt] == [waits, waits]
+
+
+def test_adaptive_confident_end_below_min(m):
+    b = dict(ADAPTIVE, min_thinking_tokens=6)
+    (strict,) = m.generate("Q", raw=True, max_new_tokens=40, budget=Budget(**b))
+    (lenient,) = m.generate("Q", raw=True, max_new_tokens=40, budget=Budget(**b, confident_ends_below_min=True))
+    assert strict.thinking_tokens >= 6 and lenient.thinking_tokens == 2
+
+
+def test_soft_cap_ends_at_first_confident_step(m):
+    b = Budget(**ADAPTIVE, soft_max_thinking_tokens=1, max_thinking_tokens=30, confident_entropy=0.5)
+    (r,) = m.generate("Q", raw=True, max_new_tokens=40, budget=b)
+    assert r.thinking_tokens == 1
+    assert [t.forced for t in r.trace][1:3] == ["end:confident", "end:confident"]
+    (u,) = m.generate("U", raw=True, max_new_tokens=40, budget=b)
+    # U's fillers are never confident: the hard cap ends thinking
+    assert u.thinking_tokens == 30 and "cap" in [t.forced for t in u.trace]

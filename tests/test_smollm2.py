@@ -70,16 +70,18 @@ def s1_reference(hf, prompt_ids, b: Budget, tok, max_new: int, eos: set[int]) ->
     waits = 0
 
     def gen(prefix: list[int], n: int, stop_on_delim: bool) -> list[int]:
+        """Greedy, one token at a time (with HF's KV cache) so we can stop exactly on a delimiter."""
         new: list[int] = []
         with torch.no_grad():
-            while len(new) < n:  # one token at a time so we can stop exactly on a delimiter
-                ids = torch.tensor([prompt_ids + prefix + new])
-                nxt = int(hf(ids).logits[0, -1].argmax())
+            out = hf(torch.tensor([prompt_ids + prefix]), use_cache=True)
+            while len(new) < n:
+                nxt = int(out.logits[0, -1].argmax())
                 new.append(nxt)
                 if stop_on_delim and any(new[-len(d):] == d for d in delims if len(new) >= len(d)):
                     break
                 if not stop_on_delim and nxt in eos:
                     break
+                out = hf(torch.tensor([[nxt]]), past_key_values=out.past_key_values, use_cache=True)
         return new
 
     while True:
