@@ -43,6 +43,10 @@ class Budget:
     wait_text: str = "Wait"
     answer_prefix: str = "\nFinal Answer:"
     max_answer_tokens: int | None = None
+    #: at the cap force `think_end[0]` before `answer_prefix` (s1). False for models without
+    #: thinking delimiters, whose `think_end` is the end-of-turn token: the cap then forces only
+    #: `answer_prefix`, so the model answers inside its turn instead of after closing it.
+    cap_with_delimiter: bool = True
     mode: BudgetMode = "fixed"
     # -- mode="adaptive": the model's uncertainty decides (entropies in nats) --
     #: a delimiter step is "uncertain" when the entropy of the distribution that emitted it
@@ -82,6 +86,8 @@ class Budget:
             raise ConfigError(f"Budget.max_answer_tokens must be >= 1, got {self.max_answer_tokens}")
         if self.mode not in ("fixed", "adaptive"):
             raise ConfigError(f"Budget.mode must be 'fixed' or 'adaptive', got {self.mode!r}")
+        if not self.cap_with_delimiter and not self.answer_prefix:
+            raise ConfigError("Budget: cap_with_delimiter=False needs a non-empty answer_prefix to force at the cap")
         if self.window < 1:
             raise ConfigError(f"Budget.window must be >= 1, got {self.window}")
         s = self.soft_max_thinking_tokens

@@ -78,6 +78,29 @@ class Model:
         self.path, self.config, self.params, self.tokenizer = Path(path), config, params, tokenizer
         self.mesh = getattr(config, "mesh", None)
 
+    @property
+    def default_budget(self) -> Budget:
+        """The thinking delimiters of this model, with no limits set.
+
+        A checkpoint may say (`entropix_s1.json`: {"budget": {...Budget fields}}); otherwise a
+        vocabulary with a single-token "</think>" is a thinking model (`<think>\n` ... `</think>`),
+        and any other model "thinks" in its reply until its end-of-turn token, with the cap
+        forcing only the answer prefix.
+        """
+        meta = self.path / "entropix_s1.json"
+        if meta.is_file():
+            import json
+
+            kw = json.loads(meta.read_text()).get("budget", {})
+            if "think_end" in kw:
+                kw["think_end"] = tuple(kw["think_end"])
+            return Budget(**kw)
+        if len(self._encode("</think>")) == 1:
+            return Budget(think_start="<think>\n", think_end=("</think>",))
+        eos = self.tokenizer.eos_ids[0] if self.tokenizer.eos_ids else None
+        end = self.tokenizer.decode([eos]) if eos is not None else "</think>"
+        return Budget(think_end=(end,), cap_with_delimiter=False)
+
     # ----------------------------------------------------------------------------- scoring
     def score(self, text: str, *, add_special_tokens: bool = True) -> list[dict[str, Any]]:
         """Per token of `text`: id, token, and logprob/entropy/varentropy (nats) of the
@@ -126,7 +149,8 @@ class Model:
                 raise InputError(f"think_end delimiter {d!r} tokenizes to nothing")
             delims.append(ids)
         pause = self._encode(sampler.cfg.pause_text) if isinstance(sampler, EntropixSampler) else []
-        cap, wait = delims[0] + self._encode(b.answer_prefix), self._encode(b.wait_text)
+        cap = (delims[0] if b.cap_with_delimiter else []) + self._encode(b.answer_prefix)
+        wait = self._encode(b.wait_text)
         forced = [self._encode(b.think_start), cap, wait, pause, cap, wait]  # order: budget.SEQ_*
         eos = [] if ignore_eos else sorted(set(self.tokenizer.eos_ids) | set(self.config.eos_token_ids))
         stops = [self._encode(s) for s in stop if s]

@@ -228,7 +228,8 @@ def _model_base_budget(model: Any, base_budget: Budget | None) -> Budget | None:
 def _effective_budget(method: Method, base: Budget | None) -> Budget | None:
     if method.budget is None or base is None:
         return method.budget
-    return dataclasses.replace(method.budget, think_start=base.think_start, think_end=base.think_end)
+    return dataclasses.replace(method.budget, think_start=base.think_start, think_end=base.think_end,
+                               cap_with_delimiter=base.cap_with_delimiter)
 
 
 def _batch_seed(seed: int, method: str, first_id: str) -> int:

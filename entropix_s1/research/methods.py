@@ -97,14 +97,17 @@ _SAMPLER_KEYS: dict[str, tuple[str, ...]] = {
     "entropix": ("calibrated", "pause"),
 }
 _BUDGET_KEYS = ("max", "min", "waits", "wait", "answer")
+#: adaptive-budget only: uncertain entropy (nats), soft cap (tokens), confident entropy (nats)
+_ADAPTIVE_KEYS = ("unc", "soft", "conf")
 _COMMON_KEYS = ("max_new",)
 _ALIASES = {"temperature": "t", "temp": "t", "max_new_tokens": "max_new"}
 #: canonical key order in names
-_KEY_ORDER = ("t", "top_k", "top_p", "min_p", "calibrated", "pause", "max", "min", "waits", "wait", "answer", "max_new")
+_KEY_ORDER = ("t", "top_k", "top_p", "min_p", "calibrated", "pause", "max", "min", "waits", "wait", "answer",
+              "unc", "soft", "conf", "max_new")
 #: keys that set how much a method may think: dropped from the family
-_SCALE_KEYS = frozenset({"max", "min", "waits", "answer", "max_new"})
-_INT_KEYS = frozenset({"top_k", "max", "min", "waits", "answer", "max_new"})
-_FLOAT_KEYS = frozenset({"t", "top_p", "min_p"})
+_SCALE_KEYS = frozenset({"max", "min", "waits", "answer", "max_new", "soft"})
+_INT_KEYS = frozenset({"top_k", "max", "min", "waits", "answer", "max_new", "soft"})
+_FLOAT_KEYS = frozenset({"t", "top_p", "min_p", "unc", "conf"})
 _TEXT_KEYS = frozenset({"pause", "wait"})
 _FORBIDDEN_VALUE_CHARS = set(",;{}")
 
@@ -208,6 +211,8 @@ def parse_spec(spec: str, *, default_max_new_tokens: int | None = None) -> Metho
     head = head.strip().lower()
     sampler_kind, budget_kind = _split_head(spec, head)
     allowed = _SAMPLER_KEYS[sampler_kind] + (_BUDGET_KEYS if budget_kind else ()) + _COMMON_KEYS
+    if budget_kind == "adaptive-budget":
+        allowed += _ADAPTIVE_KEYS
     opts: dict[str, Any] = {}
     if rest.strip():
         for item in rest.split(","):
@@ -261,6 +266,11 @@ def parse_spec(spec: str, *, default_max_new_tokens: int | None = None) -> Metho
             b_kwargs["max_answer_tokens"] = opts["answer"]
         if budget_kind == "adaptive-budget":
             b_kwargs["mode"] = "adaptive"
+            for key, field in (("unc", "uncertain_entropy"), ("soft", "soft_max_thinking_tokens"),
+                               ("conf", "confident_entropy")):
+                if key in opts:
+                    b_kwargs[field] = opts[key]
+
     budget = Budget(**b_kwargs)  # validates (ConfigError)
 
     # drop defaults from the canonical name
