@@ -131,11 +131,16 @@ def bucket(n: int, minimum: int = 16) -> int:
 
 
 def stage_windows(prompt_len: int, cache_len: int, first: int = 128) -> tuple[int, ...]:
-    """Attention windows of the loop's stages: prompt + 128, + 256, ... up to the whole cache."""
+    """Attention windows of the loop's stages: prompt + 128, + 256, ... up to the whole cache.
+
+    Each stage compiles the model body once more, so a last step shorter than half the previous
+    one is merged into it (e.g. a 193-slot cache is one stage, not 192 + 193)."""
     ws, extra = [], first
     while prompt_len + extra < cache_len:
         ws.append(prompt_len + extra)
         extra *= 2
+    if ws and cache_len - ws[-1] < (ws[-1] - (ws[-2] if len(ws) > 1 else prompt_len)) // 2:
+        ws.pop()
     ws.append(cache_len)
     return tuple(ws)
 

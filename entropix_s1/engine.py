@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence, Union
 
@@ -195,6 +196,7 @@ class Model:
         stop: Sequence[str] = (),
         template_vars: dict[str, Any] | None = None,
         on_error: Literal["raise", "row"] = "raise",
+        progress: bool | None = None,
     ) -> list[GenerationResult]:
         """Generate for a batch of prompts in one compiled loop; one result per prompt.
 
@@ -206,12 +208,14 @@ class Model:
             after the chat template's generation prompt (e.g. "<think>I know this").
         on_error: "raise" stops on the first bad prompt before any compute; "row" returns an error
             result for that row and runs the others.
+        progress: a progress bar (runs the loop in chunks; same tokens). None: on when stderr is a
+            terminal and the generation is long or batched.
         """
         rows, smp, tables, max_new, seed, stop = self._plan(
             prompts, sampler=sampler, budget=budget, max_new_tokens=max_new_tokens, seed=seed, ignore_eos=ignore_eos,
             raw=raw, prefill=prefill, system=system, stop=stop, template_vars=template_vars, on_error=on_error)
         good = [r for r in rows if not r.error]
-        outs = iter(self._run(good, smp, tables, max_new, seed, stop) if good else [])
+        outs = iter(self._run(good, smp, tables, max_new, seed, stop, progress) if good else [])
         return [GenerationResult(r.prompt, (), "", "", "", 0, 0, 0, 0, "error", (), r.error) if r.error else next(outs)
                 for r in rows]
 
@@ -282,10 +286,30 @@ class Model:
         return D.LoopSpec(self.config, smp, batch, P, N, cache_len, D.stage_windows(P, cache_len), layers, wait_empty)
 
     def _run(self, rows: list[_Row], smp: D.Sampler, tables: B_.TokenTables, max_new: int, seed: int,
-             stop: Sequence[str]) -> list[GenerationResult]:
+             stop: Sequence[str], progress: bool | None = None) -> list[GenerationResult]:
         args = self._loop_args(rows, smp, tables, max_new)
-        st = D.generate_arrays(*args, jax.random.key(seed))
+        if progress is None:
+            progress = sys.stderr.isatty() and len(rows) * max_new >= 512
+        if progress:
+            st = self._run_with_progress(args, jax.random.key(seed), len(rows) * max_new)
+        else:
+            st = D.generate_arrays(*args, jax.random.key(seed))
         return self._results(rows, st, args[0], tables, stop)
+
+    @staticmethod
+    def _run_with_progress(args: tuple, key: jax.Array, total: int, chunk_steps: int = 32) -> D.DecodeState:
+        """The same loop in jitted chunks (same tokens as one call), with a progress bar."""
+        from tqdm.auto import tqdm
+
+        spec, params, tables, toks, valid, rb, mx = args
+        st = D.init_state(spec, params, tables, toks, valid, rb, mx)
+        with tqdm(total=total, unit="tok", desc="generate", leave=False) as bar:
+            while True:
+                st = D.run_chunk(spec, params, tables, rb, mx, key, st, st.step + chunk_steps)
+                n, done, length = jax.device_get((st.n_out_B.sum(), st.done_B.all(), st.cache.length))
+                bar.update(int(n) - bar.n)
+                if done or int(length) + spec.margin > spec.cache_len:
+                    return st
 
     def _loop_args(self, rows: list[_Row], smp: D.Sampler, tables: B_.TokenTables, max_new: int) -> tuple:
         b = len(rows)

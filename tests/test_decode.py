@@ -228,3 +228,10 @@ def test_soft_cap_ends_at_first_confident_step(m):
     (u,) = m.generate("U", raw=True, max_new_tokens=40, budget=b)
     # U's fillers are never confident: the hard cap ends thinking
     assert u.thinking_tokens == 30 and "cap" in [t.forced for t in u.trace]
+
+
+def test_progress_bar_path_gives_the_same_tokens(m):
+    kw = dict(raw=True, max_new_tokens=40, sampler=Sample(temperature=1.0), seed=2, budget=Budget(**THINK, num_waits=2))
+    a = m.generate(["U", "Q"], progress=True, **kw)
+    b = m.generate(["U", "Q"], progress=False, **kw)
+    assert [r.token_ids for r in a] == [r.token_ids for r in b]
