@@ -5,8 +5,7 @@ forcing, in one jitted decode loop, per batch row.
 
     import entropix_s1
     m = entropix_s1.load("smollm2-135m-instruct")
-    r = m.generate(["What is 2+3?"], sampler="entropix",
-                   budget=entropix_s1.Budget(think_end=("<|im_end|>",), max_thinking_tokens=64))[0]
+    r = m.generate(["What is 2+3?"], sampler="entropix", budget=m.budget(max_thinking_tokens=64))[0]
 """
 
 from entropix_s1.budget import Budget

@@ -5,6 +5,7 @@
     entropix-s1 score --model M --text TEXT
     entropix-s1 generate --model M --prompt TEXT [--sampler entropix] [--max-thinking N] ...
     entropix-s1 calibrate --model M --texts FILE.jsonl --out CONFIG.json
+    entropix-s1 sft --model M --data TRAIN.jsonl --limit 1000 --out weights/smollm2-135m-think/
     entropix-s1 plot TRACE.jsonl --out DIR
     entropix-s1 compare --model M --dataset D --methods ... --out DIR
     entropix-s1 bench ...
@@ -50,23 +51,19 @@ def _cmd_score(a: argparse.Namespace) -> int:
     return 0
 
 
-def _budget_from_args(a: argparse.Namespace):
-    from entropix_s1.budget import Budget
-
+def _budget_from_args(a: argparse.Namespace, model):
+    """A Budget when any budget flag is given; delimiters default to the model's own."""
     wants = (a.max_thinking is not None or a.min_thinking or a.num_waits or a.think_start or a.think_end
              or a.max_answer is not None)
     if not wants:
         return None
-    return Budget(
-        think_start=a.think_start or "",
-        think_end=tuple(a.think_end or ["</think>"]),
-        min_thinking_tokens=a.min_thinking,
-        max_thinking_tokens=a.max_thinking,
-        num_waits=a.num_waits,
-        wait_text=a.wait,
-        answer_prefix=a.answer_prefix,
-        max_answer_tokens=a.max_answer,
-    )
+    kw = dict(min_thinking_tokens=a.min_thinking, max_thinking_tokens=a.max_thinking, num_waits=a.num_waits,
+              wait_text=a.wait, answer_prefix=a.answer_prefix, max_answer_tokens=a.max_answer)
+    if a.think_start is not None:
+        kw["think_start"] = a.think_start
+    if a.think_end:
+        kw.update(think_end=tuple(a.think_end), cap_with_delimiter=True)
+    return model.budget(**kw)
 
 
 def _sampler_from_args(a: argparse.Namespace):
@@ -85,7 +82,7 @@ def _cmd_generate(a: argparse.Namespace) -> int:
     from entropix_s1.engine import load
 
     m = load(a.model, dtype=a.dtype)
-    kw = dict(sampler=_sampler_from_args(a), budget=_budget_from_args(a), max_new_tokens=a.max_new_tokens,
+    kw = dict(sampler=_sampler_from_args(a), budget=_budget_from_args(a, m), max_new_tokens=a.max_new_tokens,
               seed=a.seed, raw=a.raw, prefill=a.prefill, system=a.system, ignore_eos=a.ignore_eos)
     if a.stream:
         pieces = []
@@ -176,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=200)
     p.add_argument("--out", required=True)
     p.set_defaults(fn=_cmd_calibrate)
+
+    from entropix_s1.sft import add_sft_arguments, sft_main
+
+    p = sub.add_parser("sft", help="LoRA fine-tuning that teaches <think> ... </think> (s1 at toy scale)")
+    add_sft_arguments(p)
+    p.set_defaults(fn=sft_main)
 
     from entropix_s1.plots import add_plot_arguments, plot_main
 

@@ -102,6 +102,10 @@ class Model:
         end = self.tokenizer.decode([eos]) if eos is not None else "</think>"
         return Budget(think_end=(end,), cap_with_delimiter=False)
 
+    def budget(self, **kw: Any) -> Budget:
+        """`default_budget` with the given fields set, e.g. `m.budget(max_thinking_tokens=64, num_waits=2)`."""
+        return dataclasses.replace(self.default_budget, **kw)
+
     # ----------------------------------------------------------------------------- scoring
     def score(self, text: str, *, add_special_tokens: bool = True) -> list[dict[str, Any]]:
         """Per token of `text`: id, token, and logprob/entropy/varentropy (nats) of the
@@ -232,10 +236,11 @@ class Model:
         budgets = list(budget) if isinstance(budget, (list, tuple)) else [budget] * len(plist)
         if len(budgets) != len(plist):
             raise InputError(f"got {len(budgets)} budgets for {len(plist)} prompts")
-        shared = {(b.think_start, b.think_end, b.wait_text, b.answer_prefix) for b in budgets if b is not None}
+        shared = {(b.think_start, b.think_end, b.wait_text, b.answer_prefix, b.cap_with_delimiter)
+                  for b in budgets if b is not None}
         if len(shared) > 1:
-            raise ConfigError("per-row budgets may differ in numbers only: think_start, think_end, wait_text "
-                              "and answer_prefix must be the same for every row of a batch")
+            raise ConfigError("per-row budgets may differ in numbers only: think_start, think_end, wait_text, "
+                              "answer_prefix and cap_with_delimiter must be the same for every row of a batch")
         ref_budget = next((b for b in budgets if b is not None), None)
         smp = resolve_sampler(sampler)
         rows = self._rows(plist, budgets, raw, prefill, system, template_vars, max_new_tokens)
