@@ -26,6 +26,7 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 def _add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help="catalog name or HF checkpoint directory")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="weight dtype")
+    p.add_argument("--mesh", default=None, help="DPxTP device mesh, e.g. 1x8 (docs/sharding.md)")
 
 
 def _cmd_fetch(a: argparse.Namespace) -> int:
@@ -45,7 +46,7 @@ def _cmd_convert(a: argparse.Namespace) -> int:
 def _cmd_score(a: argparse.Namespace) -> int:
     from entropix_s1.engine import load
 
-    m = load(a.model, dtype=a.dtype)
+    m = load(a.model, dtype=a.dtype, mesh=a.mesh)
     for row in m.score(a.text):
         print(json.dumps(row, ensure_ascii=False))
     return 0
@@ -81,7 +82,7 @@ def _sampler_from_args(a: argparse.Namespace):
 def _cmd_generate(a: argparse.Namespace) -> int:
     from entropix_s1.engine import load
 
-    m = load(a.model, dtype=a.dtype)
+    m = load(a.model, dtype=a.dtype, mesh=a.mesh)
     kw = dict(sampler=_sampler_from_args(a), budget=_budget_from_args(a, m), max_new_tokens=a.max_new_tokens,
               seed=a.seed, raw=a.raw, prefill=a.prefill, system=a.system, ignore_eos=a.ignore_eos)
     if a.stream:
@@ -112,7 +113,7 @@ def _cmd_calibrate(a: argparse.Namespace) -> int:
     from entropix_s1.calibrate import calibrate, read_texts, save_config
     from entropix_s1.engine import load
 
-    m = load(a.model, dtype=a.dtype)
+    m = load(a.model, dtype=a.dtype, mesh=a.mesh)
     cfg = calibrate(m, read_texts(a.texts, a.field, a.limit))
     print(save_config(cfg, a.out))
     print(json.dumps(cfg.thresholds(), indent=2))
