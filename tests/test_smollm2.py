@@ -121,3 +121,19 @@ def test_budget_forcing_equals_s1_stop_and_resubmit(ours, hf, mn, mx, waits):
         assert r.waits_inserted <= waits
     if mx is not None:
         assert r.thinking_tokens <= mx
+
+
+def test_per_row_budgets_on_the_real_model(ours):
+    budgets = [ours.budget(num_waits=0), ours.budget(num_waits=2, max_thinking_tokens=40),
+               ours.budget(max_thinking_tokens=4), ours.budget(min_thinking_tokens=20, max_thinking_tokens=30)]
+    rs = ours.generate(["What is 2+3?"] * 4, budget=budgets, max_new_tokens=64)
+    for r, b in zip(rs, budgets):
+        if b.max_thinking_tokens is not None:
+            assert r.thinking_tokens <= b.max_thinking_tokens
+        if b.min_thinking_tokens == 0:
+            assert r.waits_inserted <= b.num_waits
+        assert "<|im_end|>" not in r.thinking_text  # the delimiter never sits inside thinking
+    assert rs[2].thinking_tokens == 4 and rs[2].answer_text.startswith("\nFinal Answer:")
+    assert rs[3].thinking_tokens >= 20
+    for p, b, r in zip(["What is 2+3?"] * 4, budgets, rs):
+        assert ours.generate(p, budget=b, max_new_tokens=64)[0].token_ids == r.token_ids
