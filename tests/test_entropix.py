@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from entropix_s1 import entropix as ex
 from entropix_s1.entropix import (
+    _top_k_space,
     ADAPTIVE,
     ARGMAX,
     BRANCH,
@@ -220,9 +221,10 @@ def test_adaptive_sample_keeps_best_scored_candidate():
         tok = adaptive_sample(x, lm, a, k, c)
         # reproduce: same processed distribution, same per-row subkeys
         sp = adaptive_params(lm, a, c)
-        proc = process_logits(x, temperature_B=sp.temperature_B, min_p_B=sp.min_p_B, top_k_B=sp.top_k_B, max_k=100, top_p_B=sp.top_p_B)
+        proc, idx = _top_k_space(x, sp, c)
         k_BN = split_rows(k, 4)
-        cand = jnp.stack([categorical(proc, k_BN[:, n]) for n in range(4)], axis=1)
+        cand = jnp.stack([jnp.take_along_axis(idx, categorical(proc, k_BN[:, n])[:, None], 1)[:, 0]
+                          for n in range(4)], axis=1)
         return tok, cand, jax.nn.log_softmax(x)
 
     tok, cand, logp = map(np.asarray, run(logits, keys(B, 1)))
@@ -275,8 +277,8 @@ def test_entropix_sampler_mixed_batch_jitted():
         tok, reg = s.get_next_tokens(x, lm, a, rng)
         k2 = split_rows(rng, 2)
         sp = hot_params(a, cfg)
-        proc = process_logits(x, temperature_B=sp.temperature_B, min_p_B=sp.min_p_B, top_k_B=sp.top_k_B, max_k=cfg.max_top_k, top_p_B=sp.top_p_B)
-        hot_direct = categorical(proc, k2[:, 0])
+        proc, idx = _top_k_space(x, sp, cfg)
+        hot_direct = jnp.take_along_axis(idx, categorical(proc, k2[:, 0])[:, None], 1)[:, 0]
         return tok, reg, greedy(x), hot_sample(x, lm, a, k2[:, 0], cfg), hot_direct, adaptive_sample(x, lm, a, k2[:, 1], cfg), sp
 
     tok, reg, arg, hot, hot_direct, ada, sp = run(logits, keys(B, 6))
@@ -397,3 +399,19 @@ def test_calibrate_thresholds_defaults_and_overrides():
     with pytest.raises(ConfigError):
         calibrate_thresholds([1.0, 2.0], [1.0])
     assert ex.DEFAULT_QUANTILES["high_ent"] == 0.9
+
+
+def test_top_k_space_is_the_full_vocabulary_distribution():
+    """Filtering/drawing among the max_top_k best tokens equals filtering the whole vocabulary."""
+    B, Vs = 16, 300
+    x = jnp.asarray(np.random.default_rng(3).standard_normal((B, Vs)).astype(np.float32) * 3)
+    c = EntropixConfig(max_top_k=50, ada_top_k_max=50)
+    a = random_attn(B)
+    sp = adaptive_params(logit_metrics(x), a, c)
+    full = process_logits(x, temperature_B=sp.temperature_B, min_p_B=sp.min_p_B, top_k_B=sp.top_k_B, max_k=50,
+                          top_p_B=sp.top_p_B)
+    proc, idx = _top_k_space(x, sp, c)
+    p_full = np.asarray(jax.nn.softmax(full, -1))
+    p_small = np.zeros_like(p_full)
+    np.put_along_axis(p_small, np.asarray(idx), np.asarray(jax.nn.softmax(proc, -1)), 1)
+    np.testing.assert_allclose(p_small, p_full, atol=1e-6)
