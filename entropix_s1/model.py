@@ -18,6 +18,7 @@ Layout decisions (why):
 from __future__ import annotations
 
 import functools
+import math
 from typing import Sequence
 
 import jax
@@ -114,7 +115,17 @@ def apply_rope(x_BTNH: Array, pos_BT: Array, inv_freq: Array) -> Array:
 
 
 def _mm(spec: str, x: Array, w: Array) -> Array:
-    """einsum in the weight's dtype with float32 accumulation."""
+    """einsum in the weight's dtype with float32 accumulation.
+
+    XLA:CPU runs a bf16 x bf16 -> f32 product only when it fuses it (one output row, e.g. batch-1
+    decode); its general matmul thunk rejects that type ("Unsupported element type for
+    DotThunk"). There, with more than one row, the bf16 operand is widened to float32 instead.
+    """
+    if w.dtype == jnp.bfloat16 and jax.default_backend() == "cpu":
+        ins, out = spec.split("->")
+        rows = math.prod(n for c, n in zip(ins.split(",")[0], x.shape) if c in out)
+        if rows > 1:
+            return jnp.einsum(spec, x.astype(jnp.float32), w.astype(jnp.float32))
     return jnp.einsum(spec, x.astype(w.dtype), w, preferred_element_type=jnp.float32)
 
 
