@@ -1,0 +1,28 @@
+"""Throughput benchmark: our jitted loop (greedy, entropix, budget forcing) vs transformers `generate`.
+
+    python benchmarks/throughput.py                          # SmolLM2-135M, the default grid
+    python benchmarks/throughput.py --random-config llama-1b --skip-hf --dtypes bfloat16
+    python benchmarks/throughput.py --help
+
+A thin wrapper over `entropix_s1.bench` (see benchmarks/README.md for what is measured and how).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
+
+from entropix_s1.bench import add_bench_arguments, bench_main  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_bench_arguments(ap)
+    return bench_main(ap.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
