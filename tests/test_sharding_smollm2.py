@@ -21,17 +21,27 @@ SCRIPT = textwrap.dedent(
     import entropix_s1
     path = sys.argv[1]
     prompts = ["What is 2+3?", "Name a color.", "Say hi.", "What is 7*6?", "Count to 3.", "Hello!", "Why?", "2+2?"]
+
+    def run(m, idx):
+        budgets = [m.budget(max_thinking_tokens=4 + i % 3, num_waits=1) for i in idx]
+        rs = m.generate([prompts[i] for i in idx], budget=budgets, max_new_tokens=10)
+        return dict(tokens=[list(r.token_ids) for r in rs], ent=[[t.entropy for t in r.trace] for r in rs],
+                    forced=[[t.forced for t in r.trace] for r in rs])
+
     out = {}
-    for mesh in (None, "1x3", "8x1"):
-        m = entropix_s1.load(path, mesh=mesh, compilation_cache=False)
-        budgets = [m.budget(max_thinking_tokens=4 + i % 3, num_waits=1) for i in range(len(prompts))]
-        rs = m.generate(prompts, budget=budgets, max_new_tokens=10)
-        out[str(mesh)] = dict(tokens=[list(r.token_ids) for r in rs],
-                              ent=[[t.entropy for t in r.trace] for r in rs],
-                              forced=[[t.forced for t in r.trace] for r in rs])
+    one = entropix_s1.load(path, compilation_cache=False)
+    out["one_b8"] = run(one, range(8))
+    rows = [run(one, [i]) for i in range(8)]
+    out["one_b1"] = {k: [r[k][0] for r in rows] for k in rows[0]}
+    for mesh in ("1x3", "8x1"):
+        out[mesh] = run(entropix_s1.load(path, mesh=mesh, compilation_cache=False), range(8))
     print(json.dumps(out))
     """
 )
+
+
+def _max_diff(a, b):
+    return max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
 
 
 def test_smollm2_sharded_matches_one_device(smollm2_dir):
@@ -40,14 +50,18 @@ def test_smollm2_sharded_matches_one_device(smollm2_dir):
                           text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
-    ref = res["None"]
+    ref = res["one_b8"]
     assert any(f == "cap" for row in ref["forced"] for f in row)  # the budget really acted
-    # Tokens and forced reasons are identical. Entropies move by up to ~3.5e-4 nats (relative
-    # ~1e-4) on BOTH meshes: with dp=8 each device runs a batch of 1 instead of 8, and XLA:CPU
-    # picks another matmul kernel (float32 sums in another order, through 30 layers); tp=3 splits
-    # the reductions. That is this model's float32 noise floor, so 5e-4 here (tiny configs: 1e-4).
-    for mesh, tol in (("8x1", 5e-4), ("1x3", 5e-4)):
+    for mesh in ("1x3", "8x1"):
         assert res[mesh]["tokens"] == ref["tokens"], mesh
         assert res[mesh]["forced"] == ref["forced"], mesh
-        for a, b in zip(res[mesh]["ent"], ref["ent"]):
-            np.testing.assert_allclose(a, b, atol=tol, err_msg=mesh)
+    # Metrics <= 1e-4 against one device running the same per-device shapes. tp=3 runs the batch of 8
+    # with the head/hidden reductions split (measured 5e-5). dp=8 gives each device a batch of ONE row,
+    # and XLA:CPU's float32 kernels for a 1-row and an 8-row batch round differently through 30
+    # layers: one device alone, batch 8 vs each row by itself, already differs by ~5.4e-4 nats
+    # (relative 1.2e-4; same tokens). So dp=8 is compared with one device at batch 1 (measured
+    # 2.5e-5), and with batch 8 only at that float32 floor.
+    assert _max_diff(res["1x3"]["ent"], ref["ent"]) <= 1e-4
+    assert res["one_b1"]["tokens"] == ref["tokens"]  # greedy rows do not depend on batch mates
+    assert _max_diff(res["8x1"]["ent"], res["one_b1"]["ent"]) <= 1e-4
+    assert _max_diff(res["8x1"]["ent"], ref["ent"]) <= 1e-3
