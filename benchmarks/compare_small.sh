@@ -20,6 +20,6 @@ if [[ "$which" == smollm2 || "$which" == all ]]; then
 fi
 if [[ "$which" == qwen || "$which" == all ]]; then
   $E compare --model qwen2.5-coder-0.5b-instruct --dataset gsm8k --limit "${QWEN_LIMIT:-40}" --batch-size 8 \
-    --max-new-tokens 384 --methods 'greedy;budget:max={64,128};budget:max=256,waits=1;entropix+budget:max=128' \
+    --max-new-tokens 384 --methods 'greedy;budget:max={64,128};budget:max=256,waits=1;adaptive-budget:max=256,waits=1;entropix+budget:max=128' \
     --out benchmarks/results/qwen05_gsm8k --no-progress
 fi

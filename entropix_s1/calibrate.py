@@ -1,16 +1,18 @@
-"""Calibrate entropix thresholds to a model: entropix's constants were hand-set for Llama-3 and
-mean little for another model, so we place them at quantiles of the model's own per-token
-entropy/varentropy over a corpus (`entropix.calibrate_thresholds` documents the quantiles)."""
+"""Calibrate thresholds to a model: entropix's constants were hand-set for Llama-3 and mean little
+for another model, so we place them at quantiles of the model's own per-token entropy/varentropy
+over a corpus (`entropix.calibrate_thresholds` documents the quantiles). `calibrate_budget` does
+the same for adaptive budget forcing, at the steps where the model ends thinking by itself."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from entropix_s1.budget import Budget
 from entropix_s1.entropix import EntropixConfig, calibrate_thresholds
 from entropix_s1.errors import InputError
 
@@ -72,3 +74,57 @@ def load_config(path: str | Path) -> EntropixConfig:
     if not p.is_file():
         raise InputError(f"entropix config not found: {p}")
     return EntropixConfig(**json.loads(p.read_text()))
+
+
+# -- adaptive budget forcing: where is "uncertain" for this model's own end-of-thinking? --------
+
+
+def delimiter_step_metrics(result: Any, delimiter_ids: Sequence[Sequence[int]], window: int = 8) -> dict[str, float] | None:
+    """Entropy/varentropy of the step that completed the row's first sampled end-of-thinking
+    delimiter (what `Budget(mode="adaptive")` tests), and the mean entropy of the `window` tokens
+    before the delimiter. None when the row never ended thinking by itself (e.g. it was capped)."""
+    ids, trace = list(result.token_ids), result.trace
+    for i in range(len(ids)):
+        for d in delimiter_ids:
+            n = len(d)
+            if n and i + 1 >= n and ids[i + 1 - n:i + 1] == list(d) and all(t.forced is None for t in trace[i + 1 - n:i + 1]):
+                before = [t.entropy for t in trace[max(0, i + 1 - n - window):i + 1 - n] if t.entropy is not None]
+                return {"entropy": float(trace[i].entropy), "varentropy": float(trace[i].varentropy),
+                        "window_entropy": float(np.mean(before)) if before else float("nan"), "thinking_tokens": i + 1 - n}
+    return None
+
+
+def calibrate_budget(model: Any, prompts: Sequence[str], budget: Budget | None = None, *, quantile: float = 0.5,
+                     max_new_tokens: int = 256, batch_size: int = 8) -> tuple[Budget, dict[str, Any]]:
+    """An adaptive `Budget` whose `uncertain_entropy` sits at `quantile` of the entropies this
+    model shows when it ends thinking by itself (greedy, no waits, no cap, over `prompts`).
+
+    Like the sampler's calibration (entropix's thresholds were hand-set for Llama-3), a fixed
+    entropy threshold means little across models: with quantile q, about a fraction 1 - q of the
+    model's own end-of-thinking decisions count as uncertain and get a wait. Returns the budget
+    and a report (n rows that ended, the quantiles of entropy/varentropy/window entropy)."""
+    if not 0.0 <= quantile <= 1.0:
+        raise InputError(f"calibrate_budget: quantile must be in [0, 1], got {quantile}")
+    base = budget if budget is not None else model.default_budget
+    probe = dataclasses.replace(base, mode="fixed", num_waits=0, min_thinking_tokens=0, max_thinking_tokens=None,
+                                soft_max_thinking_tokens=None)
+    delims = [model.tokenizer.encode(d, add_special_tokens=False) for d in probe.think_end]
+    rows = []
+    for s in range(0, len(prompts), batch_size):
+        for r in model.generate(list(prompts[s:s + batch_size]), budget=probe, max_new_tokens=max_new_tokens):
+            got = delimiter_step_metrics(r, delims, window=base.window)
+            if got is not None:
+                rows.append(got)
+    if not rows:
+        raise InputError(f"calibrate_budget: none of the {len(prompts)} generations ended thinking by itself "
+                         f"within {max_new_tokens} tokens; raise max_new_tokens or check think_end {probe.think_end}")
+    ent = np.asarray([r["entropy"] for r in rows])
+    qs = (0.1, 0.25, 0.5, 0.75, 0.9)
+    report = {
+        "prompts": len(prompts), "ended": len(rows), "quantile": quantile,
+        "uncertain_entropy": float(np.quantile(ent, quantile)),
+        "entropy_quantiles": {str(q): float(np.quantile(ent, q)) for q in qs},
+        "varentropy_quantiles": {str(q): float(np.quantile([r["varentropy"] for r in rows], q)) for q in qs},
+        "mean_thinking_tokens": float(np.mean([r["thinking_tokens"] for r in rows])),
+    }
+    return dataclasses.replace(base, mode="adaptive", uncertain_entropy=report["uncertain_entropy"]), report

@@ -114,6 +114,22 @@ def _cmd_calibrate(a: argparse.Namespace) -> int:
     from entropix_s1.engine import load
 
     m = load(a.model, dtype=a.dtype, mesh=a.mesh)
+    if a.budget:  # adaptive budget forcing: the texts are prompts; see calibrate.calibrate_budget
+        import dataclasses
+        from pathlib import Path
+
+        from entropix_s1.calibrate import calibrate_budget
+
+        b, report = calibrate_budget(m, read_texts(a.texts, a.field, a.limit), quantile=a.quantile,
+                                     max_new_tokens=a.max_new_tokens)
+        fields = {k: v for k, v in dataclasses.asdict(b).items() if k != "think_end"}
+        out = dict(report, budget=dict(fields, think_end=list(b.think_end)))
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(out, indent=2) + "\n")
+        print(a.out)
+        print(f"uncertain_entropy = {b.uncertain_entropy:.4f} nats ({report['ended']} of {report['prompts']} "
+              f"ended thinking by themselves); use it as adaptive-budget:unc={b.uncertain_entropy:.3f}")
+        return 0
     cfg = calibrate(m, read_texts(a.texts, a.field, a.limit))
     print(save_config(cfg, a.out))
     print(json.dumps(cfg.thresholds(), indent=2))
@@ -173,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--field", default=None)
     p.add_argument("--limit", type=int, default=200)
     p.add_argument("--out", required=True)
+    p.add_argument("--budget", action="store_true",
+                   help="calibrate adaptive budget forcing instead: the texts are prompts, and uncertain_entropy "
+                        "goes to --quantile of the entropies at which the model ends thinking by itself")
+    p.add_argument("--quantile", type=float, default=0.5, help="with --budget (default 0.5)")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="with --budget (default 256)")
     p.set_defaults(fn=_cmd_calibrate)
 
     from entropix_s1.sft import add_sft_arguments, sft_main

@@ -80,6 +80,11 @@ class Model:
         self.mesh = getattr(config, "mesh", None)
 
     @property
+    def name(self) -> str:
+        """The checkpoint directory's name (the catalog name for catalog models); recorded in results."""
+        return self.path.name
+
+    @property
     def default_budget(self) -> Budget:
         """The thinking delimiters of this model, with no limits set.
 

@@ -63,6 +63,18 @@ def test_calibrate_writes_a_loadable_config(smollm2_dir, tmp_path):
     assert t["low_ent"] <= t["med_ent"] <= t["high_ent"] and t["low_vent"] <= t["high_vent"]
 
 
+def test_calibrate_budget_writes_an_adaptive_budget(smollm2_dir, tmp_path, capsys):
+    texts = tmp_path / "q.jsonl"
+    texts.write_text("\n".join(json.dumps({"question": q}) for q in ["Say hi.", "What is 2+2? Answer with a number."]))
+    out = tmp_path / "b.json"
+    assert main(["calibrate", "--budget", "--model", str(smollm2_dir), "--texts", str(texts), "--out", str(out),
+                 "--max-new-tokens", "48", "--quantile", "1.0"]) == 0
+    rep = json.loads(out.read_text())
+    assert 1 <= rep["ended"] <= 2 and rep["budget"]["mode"] == "adaptive"
+    assert rep["budget"]["uncertain_entropy"] >= rep["entropy_quantiles"]["0.9"]  # quantile 1.0 = the max
+    assert "adaptive-budget:unc=" in capsys.readouterr().out
+
+
 def test_cli_errors_are_clear(smollm2_dir, tmp_path, capsys):
     assert main(["generate", "--model", str(tmp_path / "missing"), "--prompt", "x"]) == 2
     err = capsys.readouterr().err

@@ -235,3 +235,26 @@ def test_progress_bar_path_gives_the_same_tokens(m):
     a = m.generate(["U", "Q"], progress=True, **kw)
     b = m.generate(["U", "Q"], progress=False, **kw)
     assert [r.token_ids for r in a] == [r.token_ids for r in b]
+
+
+def test_calibrate_budget_splits_the_models_own_ends(m):
+    from entropix_s1.calibrate import calibrate_budget, delimiter_step_metrics
+
+    base = Budget(think_end=("</think>",), num_waits=1)
+    b, rep = calibrate_budget(m, ["P", "Q", "Q", "P", "Q"], base, quantile=0.5, max_new_tokens=20)
+    (p,) = m.generate("P", max_new_tokens=20, budget=Budget(think_end=("</think>",)))
+    (q,) = m.generate("Q", max_new_tokens=20, budget=Budget(think_end=("</think>",)))
+    ep = delimiter_step_metrics(p, [[VOCAB.index("</think>")]])
+    eq = delimiter_step_metrics(q, [[VOCAB.index("</think>")]])
+    assert ep["thinking_tokens"] == 1 and eq["thinking_tokens"] == 2
+    assert ep["entropy"] == p.trace[1].entropy and ep["entropy"] > 1.5 > 0.1 > eq["entropy"]
+    assert rep["ended"] == 5 and b.mode == "adaptive" and b.num_waits == 1
+    assert b.uncertain_entropy == pytest.approx(eq["entropy"])  # median of [q, q, q, p, p]
+    b, _ = calibrate_budget(m, ["P", "Q", "Q", "P", "Q"], base, quantile=0.65, max_new_tokens=20)
+    assert eq["entropy"] < b.uncertain_entropy < ep["entropy"]
+    rp, rq = m.generate(["P", "Q"], max_new_tokens=20, budget=b)
+    assert rp.waits_inserted == 1 and rq.waits_inserted == 0  # the uncertain end gets the wait
+    with pytest.raises(InputError, match="ended thinking by itself"):
+        calibrate_budget(m, ["U"], base, max_new_tokens=8)
+    with pytest.raises(InputError, match="quantile"):
+        calibrate_budget(m, ["Q"], base, quantile=1.5)

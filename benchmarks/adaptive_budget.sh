@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Adaptive budget forcing (issue #8) beside fixed waits and entropix, on GSM8K and MATH-500 subsets,
+# for both small models we have. Shares output dirs with compare_small.sh (methods already run there
+# are skipped). Resumable.   bash benchmarks/adaptive_budget.sh [smollm2|qwen|all]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+E=${ENTROPIX_S1_CLI:-entropix-s1}
+which="${1:-all}"
+LIMIT=${LIMIT:-30}
+
+if [[ "$which" == qwen || "$which" == all ]]; then
+  # GSM8K: the fixed/adaptive/entropix methods of compare_small.sh's qwen run (same dir).
+  $E compare --model qwen2.5-coder-0.5b-instruct --dataset gsm8k --limit "${QWEN_LIMIT:-40}" --batch-size 8 \
+    --methods 'budget:max=128;budget:max=256,waits=1;adaptive-budget:max=256,waits=1;entropix+budget:max=128' \
+    --out benchmarks/results/qwen05_gsm8k --no-progress
+  $E compare --model qwen2.5-coder-0.5b-instruct --dataset math500 --limit "$LIMIT" --batch-size 8 \
+    --methods 'budget:max=128;budget:max=256,waits=1;adaptive-budget:max=256,waits=1;entropix+budget:max=128' \
+    --out benchmarks/results/qwen05_math500 --no-progress
+fi
+if [[ "$which" == smollm2 || "$which" == all ]]; then
+  for ds in gsm8k math500; do
+    $E compare --model smollm2-135m-instruct --dataset "$ds" --limit "$LIMIT" --batch-size 8 \
+      --methods 'budget:max=64;budget:max=128,waits=1;adaptive-budget:max=128,waits=1;entropix+budget:max=64' \
+      --out "benchmarks/results/smollm2_$ds" --no-progress
+  done
+fi
