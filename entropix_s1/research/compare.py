@@ -511,13 +511,9 @@ def _short_label(method: str, family: str) -> str:
     return ",".join(o for o in opts.split(",") if o not in fam_opts)
 
 
-def _plot(path: Path, dataset: str | None, points: list[MethodPoint], families: list[FamilyMetrics]) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.5, 4.8))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+def plot_points(ax: Any, points: Sequence[MethodPoint], families: Sequence[FamilyMetrics], title: str = "") -> None:
+    """Accuracy (95% Wilson error bars) vs mean thinking tokens, one line per method family, on a
+    matplotlib Axes: the picture of s1's Figure 1, shared by `scaling.png` and multi-panel reports."""
     by_name = {p.method: p for p in points}
     xs_all = []
     for f in families:
@@ -541,10 +537,20 @@ def _plot(path: Path, dataset: str | None, points: list[MethodPoint], families: 
         ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.set_xlabel("mean thinking tokens")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{dataset or ''}: accuracy vs thinking tokens (95% Wilson CI)".strip(": "))
+    ax.set_title(title)
     ax.grid(True, alpha=0.3)
     if families:
         ax.legend(fontsize=8, loc="best")
+
+
+def _plot(path: Path, dataset: str | None, points: list[MethodPoint], families: list[FamilyMetrics]) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 4.8))
+    FigureCanvasAgg(fig)
+    plot_points(fig.add_subplot(1, 1, 1), points, families,
+                f"{dataset or ''}: accuracy vs thinking tokens (95% Wilson CI)".strip(": "))
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=120)
