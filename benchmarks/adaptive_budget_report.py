@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIRS = ("qwen05_gsm8k", "qwen05_math500", "smollm2_gsm8k", "smollm2_math500",
                 "smollm2_mawps_addsub", "smollm2_mawps_multiarith")
 FAMILIES = ("greedy", "budget", "adaptive-budget", "entropix+budget")
+#: keys of adaptive-budget methods with no fixed-budget counterpart (dropped to find the pair)
+ADAPTIVE_ONLY = ("unc", "soft", "conf")
 
 
 def sign_test_p(a_only: int, b_only: int) -> float:
@@ -83,7 +85,8 @@ def main(argv: list[str]) -> int:
         pairs = []
         for p in pts:
             if p.family == "adaptive-budget":
-                fixed = "budget:" + p.method.split(":", 1)[1]
+                keys = [kv for kv in p.method.split(":", 1)[1].split(",") if kv.split("=")[0] not in ADAPTIVE_ONLY]
+                fixed = "budget:" + ",".join(keys)
                 got = paired(recs, fixed, p.method)
                 if got:
                     n, both, a_only, f_only, pv = got
