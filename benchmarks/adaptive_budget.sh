@@ -13,11 +13,12 @@ if [[ "$which" == qwen || "$which" == all ]]; then
   $E compare --model qwen2.5-coder-0.5b-instruct --dataset gsm8k --limit "${QWEN_LIMIT:-40}" --batch-size 8 \
     --methods 'budget:max=128;budget:max=256,waits=1;adaptive-budget:max=256,waits=1;entropix+budget:max=128' \
     --out benchmarks/results/qwen05_gsm8k --no-progress
-  # The default uncertain_entropy (1.0 nats) is a guess; calibrate it on TRAINING questions: the
-  # median entropy at which Qwen ends its own reply, then the same adaptive method with it.
+  # The default uncertain_entropy (1.0 nats) is a guess; calibrate it on TRAINING questions in the
+  # same prompt template: the median entropy at which Qwen ends its own reply; then the same
+  # adaptive method with it.
   CAL=benchmarks/results/qwen05_budget_calibration.json
   [[ -f $CAL ]] || $E calibrate --budget --model qwen2.5-coder-0.5b-instruct --texts ../shared/data/gsm8k_train.jsonl \
-    --limit 24 --max-new-tokens 384 --out "$CAL"
+    --template arithmetic --limit 24 --max-new-tokens 384 --out "$CAL"
   UNC=$(python -c "import json, sys; print(round(json.load(open(sys.argv[1]))['uncertain_entropy'], 3))" "$CAL")
   $E compare --model qwen2.5-coder-0.5b-instruct --dataset gsm8k --limit "${QWEN_LIMIT:-40}" --batch-size 8 \
     --methods "adaptive-budget:max=256,waits=1,unc=$UNC" --out benchmarks/results/qwen05_gsm8k --no-progress

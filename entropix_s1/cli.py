@@ -120,8 +120,14 @@ def _cmd_calibrate(a: argparse.Namespace) -> int:
 
         from entropix_s1.calibrate import calibrate_budget
 
-        b, report = calibrate_budget(m, read_texts(a.texts, a.field, a.limit), quantile=a.quantile,
-                                     max_new_tokens=a.max_new_tokens)
+        prompts = read_texts(a.texts, a.field, a.limit)
+        if a.template:  # prompts as `compare` renders them, so the stops are the ones it will see
+            from entropix_s1.research.datasets import Problem, render_prompt
+
+            prompts = [render_prompt(Problem(id=str(i), question=q, gold="", dataset=""), a.template)
+                       for i, q in enumerate(prompts)]
+        b, report = calibrate_budget(m, prompts, quantile=a.quantile, max_new_tokens=a.max_new_tokens)
+        report["template"] = a.template
         fields = {k: v for k, v in dataclasses.asdict(b).items() if k != "think_end"}
         out = dict(report, budget=dict(fields, think_end=list(b.think_end)))
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
@@ -193,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="calibrate adaptive budget forcing instead: the texts are prompts, and uncertain_entropy "
                         "goes to --quantile of the entropies at which the model ends thinking by itself")
     p.add_argument("--quantile", type=float, default=0.5, help="with --budget (default 0.5)")
+    p.add_argument("--template", default=None,
+                   help="with --budget: wrap each text in this prompt template (arithmetic, math, plain, or a "
+                        "string with {question}), as `compare` does; calibrate on the prompts you will run")
     p.add_argument("--max-new-tokens", type=int, default=256, help="with --budget (default 256)")
     p.set_defaults(fn=_cmd_calibrate)
 

@@ -68,8 +68,9 @@ def test_calibrate_budget_writes_an_adaptive_budget(smollm2_dir, tmp_path, capsy
     texts.write_text("\n".join(json.dumps({"question": q}) for q in ["Say hi.", "What is 2+2? Answer with a number."]))
     out = tmp_path / "b.json"
     assert main(["calibrate", "--budget", "--model", str(smollm2_dir), "--texts", str(texts), "--out", str(out),
-                 "--max-new-tokens", "48", "--quantile", "1.0"]) == 0
+                 "--max-new-tokens", "48", "--quantile", "1.0", "--template", "Q: {question}"]) == 0
     rep = json.loads(out.read_text())
+    assert rep["template"] == "Q: {question}"
     assert 1 <= rep["ended"] <= 2 and rep["budget"]["mode"] == "adaptive"
     assert rep["budget"]["uncertain_entropy"] >= rep["entropy_quantiles"]["0.9"]  # quantile 1.0 = the max
     assert "adaptive-budget:unc=" in capsys.readouterr().out
