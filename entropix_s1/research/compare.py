@@ -511,9 +511,11 @@ def _short_label(method: str, family: str) -> str:
     return ",".join(o for o in opts.split(",") if o not in fam_opts)
 
 
-def plot_points(ax: Any, points: Sequence[MethodPoint], families: Sequence[FamilyMetrics], title: str = "") -> None:
+def plot_points(ax: Any, points: Sequence[MethodPoint], families: Sequence[FamilyMetrics], title: str = "",
+                colors: Any = None) -> None:
     """Accuracy (95% Wilson error bars) vs mean thinking tokens, one line per method family, on a
-    matplotlib Axes: the picture of s1's Figure 1, shared by `scaling.png` and multi-panel reports."""
+    matplotlib Axes: the picture of s1's Figure 1, shared by `scaling.png` and multi-panel reports.
+    `colors`: optional callable family -> colour, to keep a family's colour across panels."""
     by_name = {p.method: p for p in points}
     xs_all = []
     for f in families:
@@ -525,7 +527,8 @@ def plot_points(ax: Any, points: Sequence[MethodPoint], families: Sequence[Famil
         yerr = [[max(0.0, 100 * (p.accuracy - p.ci_low)) for p in ps],
                 [max(0.0, 100 * (p.ci_high - p.accuracy)) for p in ps]]
         xs_all += x
-        ax.errorbar(x, y, yerr=yerr, marker="o", capsize=3, linewidth=1.5, label=f.family)
+        ax.errorbar(x, y, yerr=yerr, marker="o", capsize=3, linewidth=1.5, label=f.family,
+                    color=colors(f.family) if colors else None)
         for p, xi, yi in zip(ps, x, y, strict=True):
             lab = _short_label(p.method, f.family)
             if lab:
