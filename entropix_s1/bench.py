@@ -929,7 +929,10 @@ def to_markdown(doc: dict[str, Any]) -> str:
         f"{meta['loadavg_start'][0]:.2f} → {meta['loadavg_end'][0]:.2f}"
         + f" · memory bandwidth {_f(bw.get('best_gbps'))} GB/s",
         "",
-        f"{meta['new_tokens']} new tokens, median of {meta['repeats']} runs. Decode tok/s = batch·(N−1) / "
+        f"{meta['new_tokens']} new tokens, median of {meta['repeats']} runs"
+        + (f" (fewer where one mode's timed runs would pass {meta['time_budget_s']:g} s: a slow mode may have 1)"
+           if meta.get("time_budget_s") else "")
+        + ". Decode tok/s = batch·(N−1) / "
         "(t(N) − t(1)). Budget = think_end "
         f"{meta['budget']['think_end'][0]!r}, max {meta['budget']['max_thinking_tokens']} thinking tokens, "
         f"{meta['budget']['num_waits']} wait. Ideal = memory-bound roofline (weights + KV at prompt+N/2 per step).",

@@ -21,7 +21,7 @@ from entropix_s1.budget import Budget
 from entropix_s1.checkpoint import load_checkpoint
 from entropix_s1.config import ModelConfig
 from entropix_s1.entropix import EntropixConfig, EntropixSampler
-from entropix_s1.errors import ConfigError, InputError
+from entropix_s1.errors import CheckpointError, ConfigError, InputError
 from entropix_s1.metrics import logit_metrics
 from entropix_s1.model import Params, score_logits
 from entropix_s1.results import GenerationResult, TraceStep
@@ -93,14 +93,9 @@ class Model:
         and any other model "thinks" in its reply until its end-of-turn token, with the cap
         forcing only the answer prefix.
         """
-        meta = self.path / "entropix_s1.json"
-        if meta.is_file():
-            import json
-
-            kw = json.loads(meta.read_text()).get("budget", {})
-            if "think_end" in kw:
-                kw["think_end"] = tuple(kw["think_end"])
-            return Budget(**kw)
+        declared = checkpoint_budget(self.path)
+        if declared is not None:
+            return declared
         if len(self._encode("</think>")) == 1:
             return Budget(think_start="<think>\n", think_end=("</think>",))
         eos = self.tokenizer.eos_ids[0] if self.tokenizer.eos_ids else None
@@ -400,6 +395,24 @@ class Model:
                 stop_reason=D.STOP_NAMES[int(h["stop"][i])], trace=tuple(trace),
             ))
         return results
+
+
+def checkpoint_budget(path: str | os.PathLike) -> Budget | None:
+    """The `Budget` a checkpoint dir declares in `entropix_s1.json` ({"budget": {field: value}}),
+    or None when it declares none. A fine-tuned thinking model records there the delimiters it was
+    trained on (see `lora.merged_checkpoint`)."""
+    import json
+
+    meta = Path(path) / "entropix_s1.json"
+    if not meta.is_file():
+        return None
+    try:
+        kw = dict(json.loads(meta.read_text(encoding="utf-8")).get("budget", {}))
+        if "think_end" in kw:
+            kw["think_end"] = tuple(kw["think_end"])
+        return Budget(**kw)
+    except (json.JSONDecodeError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{meta}: not a valid budget declaration ({e})") from None
 
 
 def load(name_or_path: str | os.PathLike, *, dtype: Any = jnp.float32, compilation_cache: bool = True,

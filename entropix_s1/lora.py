@@ -18,7 +18,9 @@ One `wqkv` adapter covers q, k and v of a layer (a rank-r update of the fused pr
 On disk an adapter is a directory with `adapter.safetensors` (float32 tensors
 `layers.{i}.{target}.lora_a` / `.lora_b`) and `adapter_config.json` (base model, rank, alpha, targets
 and whatever training metadata the trainer adds). `merged_checkpoint` writes base + adapter as a
-plain Hugging Face-layout directory, which every loader of this project (and transformers) reads.
+plain Hugging Face-layout directory, which every loader of this project (and transformers) reads;
+a `"budget"` entry in the adapter's metadata (the thinking delimiters it was trained on, see
+`sft.THINK_BUDGET`) becomes the merged dir's `entropix_s1.json`, i.e. the model's `default_budget`.
 """
 
 from __future__ import annotations
@@ -285,6 +287,8 @@ def merged_checkpoint(base_dir: str | os.PathLike, adapter_dir: str | os.PathLik
                 shutil.copy2(base_dir / name, stage / name)
         (stage / CONFIG_FILE).write_text(json.dumps({**meta, "adapter_sha256": digest,
                                                      "base_dir": str(base_dir)}, indent=2) + "\n")
+        if "budget" in meta:  # the delimiters the adapter was trained on -> Model.default_budget
+            (stage / "entropix_s1.json").write_text(json.dumps({"budget": meta["budget"]}, indent=2) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.rename(stage, out_dir)

@@ -67,6 +67,11 @@ __all__ = [
 ]
 
 THINK_OPEN, THINK_CLOSE, ANSWER_PREFIX = "<think>", "</think>", "Final Answer:"
+#: The `Budget` fields that match the trained format, stored with the adapter and written into the
+#: merged checkpoint's `entropix_s1.json`, so `m.default_budget` / `compare` force what the model
+#: learned: `</think>` ends thinking (the model opens `<think>` itself, nothing is prefixed) and a cap
+#: forces `</think>` + a blank line + `Final Answer:`, as in training.
+THINK_BUDGET: dict[str, Any] = {"think_start": "", "think_end": [THINK_CLOSE], "answer_prefix": f"\n\n{ANSWER_PREFIX}"}
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -357,6 +362,7 @@ class SFTConfig:
     exclude: str | None = None  # JSONL of questions never to train on (default: gsm8k_test.jsonl next to data)
     remat: bool = False
     max_steps: int | None = None  # cap on optimizer steps; the cosine schedule ends there
+    init_adapter: str | None = None  # start from this adapter dir (a further stage) instead of a fresh one
 
     def fingerprint(self) -> dict[str, Any]:
         """What a resumed run must agree on."""
@@ -364,7 +370,7 @@ class SFTConfig:
         d["targets"] = list(self.targets)
         # Paths may be spelled differently and remat changes no math. max_steps may change on resume
         # (to shorten a run that would take too long): the schedule is recomputed for the new cap.
-        for k in ("data", "exclude", "remat", "max_steps"):
+        for k in ("data", "exclude", "remat", "max_steps", "init_adapter"):
             d.pop(k)
         return d
 
@@ -456,8 +462,12 @@ def train(cfg: SFTConfig, out_dir: str | os.PathLike, *, state_dir: str | os.Pat
         _STEPS[opt_key] = optimizer, make_train_step(mcfg, lcfg, optimizer, remat=cfg.remat)
     optimizer, train_step = _STEPS[opt_key]
     lora = L.init_lora(mcfg, lcfg, jax.random.key(cfg.seed))
+    init_meta = None
+    if cfg.init_adapter:  # a further stage: the same LoRA shape, continued with a fresh optimizer
+        lora, init_meta = _initial_adapter(cfg.init_adapter, lcfg, lora)
     opt_state = optimizer.init(lora)
-    fp = {**cfg.fingerprint(), "selection_sha256": sel_digest}
+    fp = {**cfg.fingerprint(), "selection_sha256": sel_digest,
+          "init_adapter_sha256": init_meta["adapter_sha256"] if init_meta else None}
     history: list[dict[str, float]] = []
     step, wall_prev = 0, 0.0
     if state_path.is_file() and not restart:
@@ -525,10 +535,15 @@ def train(cfg: SFTConfig, out_dir: str | os.PathLike, *, state_dir: str | os.Pat
         return summary
     if finished:
         save()
+    stage = {}
+    if init_meta is not None:  # what this stage started from, so the adapter documents its whole history
+        stage = {"init_adapter": {k: init_meta.get(k) for k in
+                                  ("adapter_sha256", "train", "final_loss", "first_loss", "loss_curve", "init_adapter")}}
     tail = losses[-max(1, min(10, len(losses))):]
     meta = {
         "base_model": cfg.model,
         "format": "user: question; assistant: <think>\\n{solution}\\n</think>\\n\\nFinal Answer: {number}",
+        "budget": THINK_BUDGET,
         "data": {"file": Path(cfg.data).name, "file_sha256": file_digest(cfg.data),
                  "exclude_file": Path(exclude).name if exclude else None,
                  "selection_sha256": sel_digest, "examples": len(examples), "selected_lines": [e.index for e in examples],
@@ -541,6 +556,7 @@ def train(cfg: SFTConfig, out_dir: str | os.PathLike, *, state_dir: str | os.Pat
         "final_loss": round(float(np.mean(tail)), 4),
         "first_loss": losses[0] if losses else None,
         "loss_curve": losses,
+        **stage,
     }
     L.save_adapter(out_dir, lora, lcfg, meta)
     say(f"sft: {'done' if finished else 'stopped'}: {step}/{total} steps, final loss {meta['final_loss']}, "
@@ -559,6 +575,17 @@ def optimizer_lr(cfg: SFTConfig, total: int, step: int) -> float:
     sched = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, max(1, cfg.warmup_steps),
                                                max(total, cfg.warmup_steps + 1), cfg.lr / 10)
     return float(sched(step))
+
+
+def _initial_adapter(path: str, lcfg: L.LoraConfig, fresh: L.LoraParams) -> tuple[L.LoraParams, dict[str, Any]]:
+    """The adapter a further training stage starts from; it must have this run's rank and targets."""
+    lora, got, meta = L.load_adapter(path)
+    if (got.rank, got.alpha, tuple(got.targets)) != (lcfg.rank, lcfg.alpha, tuple(lcfg.targets)):
+        raise InputError(f"--init-adapter {path}: rank {got.rank} alpha {got.alpha:g} targets {','.join(got.targets)} "
+                         f"differ from this run's rank {lcfg.rank} alpha {lcfg.alpha:g} targets {','.join(lcfg.targets)}")
+    if set(lora) != set(fresh) or any(lora[k][n].shape != fresh[k][n].shape for k in fresh for n in ("a", "b")):
+        raise InputError(f"--init-adapter {path}: does not fit the base model {meta.get('base_model')!r} layout")
+    return {k: {n: jnp.asarray(v, jnp.float32) for n, v in lora[k].items()} for k in fresh}, meta
 
 
 # --------------------------------------------------------------------------------------------- CLI
@@ -583,6 +610,9 @@ def add_sft_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, default=None,
                    help="cap on optimizer steps, the cosine schedule ending there (a capped run sees a random "
                         "subset of the shuffled epoch); may be changed when resuming")
+    p.add_argument("--init-adapter", default=None,
+                   help="start from this adapter dir (same rank and targets) instead of a fresh one: a further "
+                        "training stage with its own warm-up + cosine schedule")
     p.add_argument("--out", required=True, help="adapter output directory")
     p.add_argument("--state-dir", default=None, help="resumable training state (default: <out>-train/)")
     p.add_argument("--save-every-min", type=float, default=5.0)
@@ -595,7 +625,7 @@ def sft_main(a: argparse.Namespace) -> int:
         model=a.model, data=a.data, limit=a.limit, epochs=a.epochs, lora_rank=a.lora_rank, lora_alpha=a.lora_alpha,
         targets=tuple(t.strip() for t in a.targets.split(",") if t.strip()), lr=a.lr, warmup_steps=a.warmup_steps,
         weight_decay=a.weight_decay, batch_tokens=a.batch_tokens, max_len=a.max_len, seed=a.seed,
-        exclude=a.exclude, remat=a.remat, max_steps=a.max_steps)
+        exclude=a.exclude, remat=a.remat, max_steps=a.max_steps, init_adapter=a.init_adapter)
     summary = train(cfg, a.out, state_dir=a.state_dir, save_every_min=a.save_every_min, max_minutes=a.max_minutes,
                     restart=a.restart)
     keys = ("finished", "step", "total_steps", "wall_s", "final_loss")

@@ -155,13 +155,14 @@ def test_constant_model_scores_the_gold_frequency(tmp_path: Path, dataset: str) 
 
 def test_records_and_budget_delimiters(tmp_path: Path) -> None:
     problems = load_dataset("mawps_multiarith", limit=6)
-    base = Budget(think_start="<think>\n", think_end=("</think>",))
+    base = Budget(think_start="<think>\n", think_end=("</think>",), answer_prefix="\n\nAnswer:")
     model = FakeModel(problems, default_budget=base, error_ids=(problems[2].id,))
     run_compare(model, problems, [fake_method("budget:max=512,waits=2")], tmp_path, batch_size=4, seed=3,
                 progress=False)
     # the model's delimiters replace the placeholders; the numbers stay the method's
     b = model.calls[0]["budget"]
     assert (b.think_start, b.think_end, b.max_thinking_tokens, b.num_waits) == ("<think>\n", ("</think>",), 512, 2)
+    assert b.answer_prefix == "\n\nAnswer:"
     assert model.calls[0]["max_new_tokens"] == 512 + DEFAULT_ANSWER_TOKENS + 32
     assert model.calls[0]["kw"] == {"on_error": "row"}
     rows = _lines(tmp_path)

@@ -4,6 +4,7 @@ training selection never contains a GSM8K test question."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from entropix_s1 import lora as L
 from entropix_s1 import sft
 from entropix_s1.checkpoint import load_checkpoint
-from entropix_s1.errors import CheckpointError
+from entropix_s1.errors import CheckpointError, InputError
 from entropix_s1.model import score_logits
 
 from conftest import shared_dir
@@ -94,12 +95,21 @@ def test_adapter_round_trip_and_merged_checkpoint(tiny, tmp_path):
     cfg3, params3 = load_checkpoint(merged, jnp.float32)
     assert cfg3 == cfg
     np.testing.assert_allclose(score_logits(params3, cfg3, tokens, valid), want, atol=2e-5, rtol=1e-5)
+    assert not (merged / "entropix_s1.json").exists()  # no budget in the metadata: none written
     # Idempotent: the same adapter reuses the dir; a changed adapter rebuilds it.
     stamp = (merged / "model.safetensors").stat().st_mtime_ns
     assert L.merged_checkpoint(d, tmp_path / "ad", tmp_path / "merged") == merged
     assert (merged / "model.safetensors").stat().st_mtime_ns == stamp
-    L.save_adapter(tmp_path / "ad", L.init_lora(cfg, lcfg, jax.random.key(3)), lcfg, {})
+    L.save_adapter(tmp_path / "ad", L.init_lora(cfg, lcfg, jax.random.key(3)), lcfg, {"budget": sft.THINK_BUDGET})
     L.merged_checkpoint(d, tmp_path / "ad", tmp_path / "merged")
+    from entropix_s1.engine import checkpoint_budget
+
+    b = checkpoint_budget(merged)  # what Model.default_budget returns: the trained delimiters
+    assert (b.think_start, b.think_end, b.answer_prefix) == ("", ("</think>",), "\n\nFinal Answer:")
+    assert b.cap_with_delimiter
+    (merged / "entropix_s1.json").write_text('{"budget": {"think_ends": ["x"]}}')
+    with pytest.raises(CheckpointError, match="entropix_s1.json"):
+        checkpoint_budget(merged)
     _, params4 = load_checkpoint(merged, jnp.float32)
     np.testing.assert_allclose(score_logits(params4, cfg, tokens, valid), score_logits(params, cfg, tokens, valid),
                                atol=2e-5, rtol=1e-5)
@@ -236,6 +246,16 @@ def test_train_resumes_where_it_stopped(smollm2_dir, tmp_path):
     for k in a:
         np.testing.assert_array_equal(a[k]["b"], b[k]["b"])
     assert meta["data"]["examples"] == 6 and meta["train"]["steps"] == full["total_steps"]
+
+    # A further stage starts from the trained adapter (lower loss on the same first batch than the
+    # fresh start had), records it, and refuses an adapter of another shape.
+    stage2 = sft.train(dataclasses.replace(cfg, init_adapter=str(tmp_path / "a")), tmp_path / "c", log=lambda m: None)
+    assert stage2["finished"] and stage2["first_loss"] < full["first_loss"] - 0.05  # seen: fresh 10.71, from a 10.63
+    assert stage2["init_adapter"]["adapter_sha256"] == L.adapter_digest(tmp_path / "a")
+    assert stage2["init_adapter"]["loss_curve"] == full["loss_curve"]
+    with pytest.raises(InputError, match="init-adapter.*rank 8 .*differ.*rank 4"):
+        sft.train(dataclasses.replace(cfg, lora_rank=4, init_adapter=str(tmp_path / "a")), tmp_path / "d",
+                  log=lambda m: None)
 
 
 def test_cli_has_sft():

@@ -29,8 +29,9 @@ The model is duck-typed: it needs `generate(prompts, *, raw, sampler, budget, ma
 seed, on_error) -> list[GenerationResult]` (one result per prompt, same order; `on_error="row"`:
 a prompt that cannot run comes back as a row with `error` set, graded wrong and counted in the
 summary's errors column, instead of stopping the comparison) and, optionally,
-`default_budget` (a `Budget`, or a callable returning one) whose `think_start`/`think_end` are
-the model's thinking delimiters; they replace the placeholder delimiters of every method budget.
+`default_budget` (a `Budget`, or a callable returning one) whose `think_start`/`think_end`/
+`answer_prefix`/`cap_with_delimiter` are the model's format; they replace the placeholders of every
+method budget (the numbers -- caps, waits, wait string -- stay the method's).
 """
 
 from __future__ import annotations
@@ -229,7 +230,7 @@ def _effective_budget(method: Method, base: Budget | None) -> Budget | None:
     if method.budget is None or base is None:
         return method.budget
     return dataclasses.replace(method.budget, think_start=base.think_start, think_end=base.think_end,
-                               cap_with_delimiter=base.cap_with_delimiter)
+                               answer_prefix=base.answer_prefix, cap_with_delimiter=base.cap_with_delimiter)
 
 
 def _batch_seed(seed: int, method: str, first_id: str) -> int:
@@ -321,7 +322,8 @@ def run_compare(
         Problems. `limit` keeps the first N problems.
     methods: spec strings (see `methods.py`) or Method objects.
     template: a PROMPT_TEMPLATES key or a string with `{question}`; default: the dataset's.
-    base_budget: supplies `think_start`/`think_end` for every method's budget; default the
+    base_budget: supplies the format fields (`think_start`/`think_end`/`answer_prefix`/
+        `cap_with_delimiter`) of every method's budget; default the
         model's `default_budget` attribute if it has one, else the Budget defaults.
     Exceptions from `model.generate` propagate after everything finished so far is on disk.
     """

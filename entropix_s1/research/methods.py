@@ -34,7 +34,8 @@ family `budget`; `budget:max=512,waits=2,wait=Hmm` is family `budget:wait=Hmm`).
 "Unconstrained" budget: `Budget()` with no min, max or waits, so every method runs through the
 same thinking/answer bookkeeping and their thinking-token counts are comparable. Budgets are
 built with the `Budget` default delimiters; `compare.run_compare` swaps in the model's
-`think_start`/`think_end` (from its `base_budget` argument or the model's `default_budget`).
+format: `think_start`/`think_end`/`answer_prefix`/`cap_with_delimiter` (from its `base_budget`
+argument or the model's `default_budget`).
 
 `entropix:calibrated` without a path reads `$ENTROPIX_S1_CALIBRATION`, else
 `entropix_calibration.json` in the working directory: a JSON object of EntropixConfig fields, as
