@@ -7,7 +7,7 @@
 # training). Resumable: re-running skips finished (problem, method) pairs. Then the report:
 # docs/img/s1_scaling.png and benchmarks/results/s1_experiment.md.
 #   bash benchmarks/s1_experiment.sh     # env: LIMIT=32 problems per dataset, BATCH_SIZE=32,
-#   DATASETS (default: all three), EXTRA_DATASETS (ablation + entropix; default DATASETS)
+#   DATASETS (default: all three), EXTRA_DATASETS (ablation + entropix; default DATASETS; "" = none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 E=${ENTROPIX_S1_CLI:-entropix-s1}
@@ -27,7 +27,7 @@ for ds in $DATASETS; do
   run smollm2-135m-think "$ds" "$CORE" s1_think
   run smollm2-135m-instruct "$ds" greedy s1_base --max-new-tokens 640
 done
-for ds in ${EXTRA_DATASETS:-$DATASETS}; do
+for ds in ${EXTRA_DATASETS-$DATASETS}; do
   run smollm2-135m-think "$ds" "$EXTRA" s1_think
 done
 python benchmarks/s1_report.py
