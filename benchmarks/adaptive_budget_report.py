@@ -23,7 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from entropix_s1.research import read_results, summarize
-from entropix_s1.research.compare import plot_points
+from entropix_s1.research.compare import plot_points, save_report
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIRS = ("qwen05_gsm8k", "qwen05_math500", "smollm2_gsm8k", "smollm2_math500",
@@ -101,14 +101,7 @@ def main(argv: list[str]) -> int:
             md += ["", "| paired (same problems) | n | both right | only adaptive | only fixed | sign-test p |",
                    "|---|---:|---:|---:|---:|---:|", *pairs]
         md.append("")
-    fig.tight_layout()
-    img = ROOT / "docs" / "img" / "adaptive_budget.png"
-    img.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(img, dpi=110)
-    out = ROOT / "benchmarks" / "results" / "adaptive_budget.md"
-    out.write_text("\n".join(md) + "\n")
-    print(img)
-    print(out)
+    save_report(fig, ROOT / "docs" / "img" / "adaptive_budget.png", md, ROOT / "benchmarks" / "results" / "adaptive_budget.md")
     return 0
 
 

@@ -585,7 +585,7 @@ def _initial_adapter(path: str, lcfg: L.LoraConfig, fresh: L.LoraParams) -> tupl
                          f"differ from this run's rank {lcfg.rank} alpha {lcfg.alpha:g} targets {','.join(lcfg.targets)}")
     if set(lora) != set(fresh) or any(lora[k][n].shape != fresh[k][n].shape for k in fresh for n in ("a", "b")):
         raise InputError(f"--init-adapter {path}: does not fit the base model {meta.get('base_model')!r} layout")
-    return {k: {n: jnp.asarray(v, jnp.float32) for n, v in lora[k].items()} for k in fresh}, meta
+    return lora, meta  # load_adapter already gives float32 arrays
 
 
 # --------------------------------------------------------------------------------------------- CLI

@@ -548,6 +548,17 @@ def plot_points(ax: Any, points: Sequence[MethodPoint], families: Sequence[Famil
         ax.legend(fontsize=8, loc="best")
 
 
+def save_report(fig: Any, img: str | os.PathLike[str], md_lines: Sequence[str], md: str | os.PathLike[str]) -> None:
+    """Write a multi-panel report: the figure (tight layout, 110 dpi) and its markdown, then print both paths."""
+    img, md = Path(img), Path(md)
+    fig.tight_layout()
+    img.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(img, dpi=110)
+    md.write_text("\n".join(md_lines) + "\n")
+    print(img)
+    print(md)
+
+
 def _plot(path: Path, dataset: str | None, points: list[MethodPoint], families: list[FamilyMetrics]) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
