@@ -6,6 +6,8 @@ Everything that touches strings, files or Python objects lives here; `decode.py`
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -83,6 +85,22 @@ class Model:
     def name(self) -> str:
         """The checkpoint directory's name (the catalog name for catalog models); recorded in results."""
         return self.path.name
+
+    @functools.cached_property
+    def weights_sha256(self) -> str | None:
+        """sha256 over the checkpoint's `*.safetensors` files (sorted by name; about 1 s per GB), or
+        None when there are none. Recorded by `compare` so that results made with other weights under
+        the same name (a retrained adapter, say) are never resumed into."""
+        files = sorted(self.path.glob("*.safetensors"))
+        if not files:
+            return None
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f.name.encode() + b"\0")
+            with open(f, "rb") as fh:
+                while chunk := fh.read(1 << 24):
+                    h.update(chunk)
+        return h.hexdigest()
 
     @property
     def default_budget(self) -> Budget:

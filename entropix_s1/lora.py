@@ -15,7 +15,7 @@ One `wqkv` adapter covers q, k and v of a layer (a rank-r update of the fused pr
 
 `A` starts random (std 1/sqrt(in)) and `B` at zero, so a fresh adapter is the base model exactly.
 
-On disk an adapter is a directory with `adapter.safetensors` (float32 tensors
+On disk an adapter is a directory with `adapter.safetensors` (float32 or float16 tensors
 `layers.{i}.{target}.lora_a` / `.lora_b`) and `adapter_config.json` (base model, rank, alpha, targets
 and whatever training metadata the trainer adds). `merged_checkpoint` writes base + adapter as a
 plain Hugging Face-layout directory, which every loader of this project (and transformers) reads;
@@ -140,21 +140,34 @@ def merge(params: Params, lora: LoraParams, lcfg: LoraConfig, cfg: ModelConfig, 
 
 
 # ------------------------------------------------------------------------------------- files
-def save_adapter(out_dir: str | os.PathLike, lora: LoraParams, lcfg: LoraConfig, meta: Mapping[str, Any] | None = None) -> Path:
-    """Write `adapter.safetensors` + `adapter_config.json` into `out_dir` (atomically, file by file)."""
+SAVE_DTYPES = ("float32", "float16")
+
+
+def save_adapter(out_dir: str | os.PathLike, lora: LoraParams, lcfg: LoraConfig, meta: Mapping[str, Any] | None = None,
+                 dtype: str = "float32") -> Path:
+    """Write `adapter.safetensors` + `adapter_config.json` into `out_dir` (atomically, file by file).
+
+    dtype "float16" halves the file (for committing it) at a relative rounding of ~5e-4 per factor;
+    loading always gives float32, and the merge adds the delta in float32.
+    """
     from safetensors.numpy import save_file
 
+    if dtype not in SAVE_DTYPES:
+        raise ValueError(f"adapter dtype must be one of {SAVE_DTYPES}, got {dtype!r}")
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     tensors = {}
     for k in sorted(lora):
-        tensors[f"{k}.lora_a"] = np.ascontiguousarray(np.asarray(lora[k]["a"], np.float32))
-        tensors[f"{k}.lora_b"] = np.ascontiguousarray(np.asarray(lora[k]["b"], np.float32))
+        for part, name in (("a", "lora_a"), ("b", "lora_b")):
+            x = np.asarray(lora[k][part], np.float32)
+            if dtype == "float16" and np.abs(x).max(initial=0.0) > np.finfo(np.float16).max:
+                raise ValueError(f"{k}.{name} exceeds the float16 range; save the adapter as float32")
+            tensors[f"{k}.{name}"] = np.ascontiguousarray(x.astype(dtype))
     tmp = d / (ADAPTER_FILE + ".tmp")
     save_file(tensors, str(tmp))
     os.chmod(tmp, 0o644)  # safetensors creates the file owner-only
     os.replace(tmp, d / ADAPTER_FILE)
-    config = {"rank": lcfg.rank, "alpha": lcfg.alpha, "targets": list(lcfg.targets), **dict(meta or {})}
+    config = {"rank": lcfg.rank, "alpha": lcfg.alpha, "targets": list(lcfg.targets), **dict(meta or {}), "dtype": dtype}
     config["adapter_sha256"] = adapter_digest(d)
     tmp = d / (CONFIG_FILE + ".tmp")
     tmp.write_text(json.dumps(config, indent=2) + "\n")

@@ -14,13 +14,16 @@ Pipeline (see docs/thinking_model.md for the numbers):
    and only its tokens (its text and the closing `<|im_end|>`) carry loss.
 2. Model. Base weights are frozen (float32); a LoRA adapter on the attention projections (wqkv, wo;
    optionally the MLP) is merged into them inside the loss, `W + (alpha/r) A @ B`, and the logits come
-   from `model.forward` over a fresh `KVCache` with `window=T`.
+   from `model.forward` over a fresh `KVCache` with `window=T`. Loss: mean NLL of the assistant
+   targets, plus (`--unlikelihood W`) W times Welleck et al.'s token-level unlikelihood term, which
+   curbs the greedy repetition loops that keep a small model from closing `</think>`.
 3. Training. AdamW with linear warm-up and cosine decay, gradient clipping, length buckets (each a
    fixed [B, T] shape, about `--batch-tokens` tokens per batch), a fixed seed for the selection, the
    adapter init and the batch order. Every `--save-every-min` minutes (and on SIGINT/SIGTERM) the
    adapter, optimizer state and step go to `<out>-train/state.npz`; re-running the same command
-   resumes there. At the end the adapter is written to `<out>/adapter.safetensors` +
-   `<out>/adapter_config.json`.
+   resumes there. At the end the adapter is written to `<out>/adapter.safetensors` (float32, or
+   float16 with `--save-dtype`) + `<out>/adapter_config.json`. `--init-adapter DIR` makes a run a
+   further stage of an earlier adapter.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ __all__ = [
     "select_examples",
     "plan_batches",
     "loss_fn",
+    "unlikelihood_BT",
     "make_optimizer",
     "make_train_step",
     "train",
@@ -271,9 +275,31 @@ def collate(examples: Sequence[Example], T: int, rows: int, pad_id: int) -> dict
 
 
 # ------------------------------------------------------------------------------------------- model
+def unlikelihood_BT(logp_BTV: jax.Array, y_BT: jax.Array, w_BT: jax.Array) -> jax.Array:
+    """Token-level unlikelihood (Welleck et al. 2019, "Neural Text Generation with Unlikelihood
+    Training", eq. 4): at target position t, `-sum_{c in C_t} log(1 - p(c | x_<t))` over the
+    negative candidates `C_t` = the distinct earlier target tokens that are not the current target.
+
+    Why: greedy decoding of a small fine-tuned model falls into loops that repeat earlier tokens
+    verbatim; this term lowers the probability of re-emitting context tokens unless they are the
+    right next token. Candidates come from the loss-masked (assistant) targets only, so copying
+    names and numbers from the question is not penalised. `[B, T, T]` work, cheap next to the
+    `[B, T, V]` softmax. Returns per-position values (0 where there are no candidates).
+    """
+    T = y_BT.shape[1]
+    eq_BTS = y_BT[:, :, None] == y_BT[:, None, :]  # symmetric
+    earlier_TS = jnp.tril(jnp.ones((T, T), bool), k=-1)  # s < t
+    first_BS = ~jnp.any(eq_BTS & w_BT[:, None, :] & earlier_TS[None], axis=-1) & w_BT  # first masked occurrence
+    cand_BTS = earlier_TS[None] & first_BS[:, None, :] & ~eq_BTS
+    idx_BTS = jnp.broadcast_to(y_BT[:, None, :], cand_BTS.shape)
+    one_minus_p_BTS = -jnp.expm1(jnp.take_along_axis(logp_BTV, idx_BTS, axis=-1))  # 1 - p, exact near p = 1
+    return -jnp.sum(jnp.where(cand_BTS, jnp.log(jnp.clip(one_minus_p_BTS, 1e-5, 1.0)), 0.0), axis=-1)
+
+
 def loss_fn(lora: L.LoraParams, base: Params, cfg: ModelConfig, lcfg: L.LoraConfig, tokens_BT: jax.Array,
-            valid_BT: jax.Array, mask_BT: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Mean next-token NLL over the masked (assistant) target tokens, and their count.
+            valid_BT: jax.Array, mask_BT: jax.Array, unlikelihood: float = 0.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Mean next-token NLL over the masked (assistant) target tokens, plus `unlikelihood` times the
+    mean token-level unlikelihood term (`unlikelihood_BT`); aux: nll, ul and the target count.
 
     Position t's logits predict token t+1, so the target mask is `mask[:, 1:]`.
     """
@@ -281,11 +307,15 @@ def loss_fn(lora: L.LoraParams, base: Params, cfg: ModelConfig, lcfg: L.LoraConf
     params = L.merge(base, lora, lcfg, cfg, dtype=jnp.float32)
     cache = KVCache.init(cfg, B, T, jnp.float32)
     logits_BTV, _, _ = forward(params, cfg, tokens_BT, cache, window=T, token_valid_BT=valid_BT)
-    logp = jax.nn.log_softmax(logits_BTV[:, :-1], axis=-1)
-    nll_BT = -jnp.take_along_axis(logp, tokens_BT[:, 1:, None], axis=-1)[..., 0]
-    w_BT = (mask_BT[:, 1:] & valid_BT[:, 1:]).astype(jnp.float32)
-    n = w_BT.sum()
-    return (nll_BT * w_BT).sum() / jnp.maximum(n, 1.0), n
+    logp = jax.nn.log_softmax(logits_BTV[:, :-1].astype(jnp.float32), axis=-1)
+    y_BT = tokens_BT[:, 1:]
+    nll_BT = -jnp.take_along_axis(logp, y_BT[..., None], axis=-1)[..., 0]
+    m_BT = mask_BT[:, 1:] & valid_BT[:, 1:]
+    w_BT = m_BT.astype(jnp.float32)
+    n = jnp.maximum(w_BT.sum(), 1.0)
+    nll = (nll_BT * w_BT).sum() / n
+    ul = (unlikelihood_BT(logp, y_BT, m_BT) * w_BT).sum() / n if unlikelihood else jnp.zeros((), jnp.float32)
+    return nll + unlikelihood * ul, {"nll": nll, "ul": ul, "targets": w_BT.sum()}
 
 
 def make_optimizer(lr: float, total_steps: int, warmup_steps: int, weight_decay: float = 0.0,
@@ -298,11 +328,11 @@ def make_optimizer(lr: float, total_steps: int, warmup_steps: int, weight_decay:
 
 
 def make_train_step(cfg: ModelConfig, lcfg: L.LoraConfig, optimizer: optax.GradientTransformation,
-                    *, remat: bool = False) -> Callable:
-    """Jitted `(lora, opt_state, base, tokens, valid, mask) -> (lora, opt_state, loss, n_target)`;
-    compiles once per batch shape. remat: `jax.checkpoint` the loss (keep matmul outputs, recompute
-    the rest), trading compute for activation memory."""
-    f = functools.partial(loss_fn, cfg=cfg, lcfg=lcfg)
+                    *, remat: bool = False, unlikelihood: float = 0.0) -> Callable:
+    """Jitted `(lora, opt_state, base, tokens, valid, mask) -> (lora, opt_state, aux)` with aux the
+    `loss_fn` metrics (nll, ul, targets); compiles once per batch shape. remat: `jax.checkpoint` the
+    loss (keep matmul outputs, recompute the rest), trading compute for activation memory."""
+    f = functools.partial(loss_fn, cfg=cfg, lcfg=lcfg, unlikelihood=unlikelihood)
 
     def objective(lora, base, tokens, valid, mask):
         return f(lora, base, tokens_BT=tokens, valid_BT=valid, mask_BT=mask)
@@ -312,14 +342,13 @@ def make_train_step(cfg: ModelConfig, lcfg: L.LoraConfig, optimizer: optax.Gradi
 
     @functools.partial(jax.jit, donate_argnums=(0, 1))
     def step(lora, opt_state, base, tokens, valid, mask):
-        (loss, n), grads = jax.value_and_grad(objective, has_aux=True)(lora, base, tokens, valid, mask)
+        (_, aux), grads = jax.value_and_grad(objective, has_aux=True)(lora, base, tokens, valid, mask)
         updates, opt_state = optimizer.update(grads, opt_state, lora)
-        return optax.apply_updates(lora, updates), opt_state, loss, n
+        return optax.apply_updates(lora, updates), opt_state, aux
 
     return step
 
 
-# -------------------------------------------------------------------------------------- state files
 def _save_state(path: Path, lora, opt_state, meta: dict[str, Any]) -> None:
     leaves = jax.tree_util.tree_leaves((lora, opt_state))
     arrays = {f"leaf_{i:04d}": np.asarray(x) for i, x in enumerate(leaves)}
@@ -363,6 +392,8 @@ class SFTConfig:
     remat: bool = False
     max_steps: int | None = None  # cap on optimizer steps; the cosine schedule ends there
     init_adapter: str | None = None  # start from this adapter dir (a further stage) instead of a fresh one
+    save_dtype: str = "float32"  # dtype of the exported adapter file (float16: half the size, for committing)
+    unlikelihood: float = 0.0  # weight of the token-level unlikelihood term (Welleck et al. 2019); 0 = plain SFT
 
     def fingerprint(self) -> dict[str, Any]:
         """What a resumed run must agree on."""
@@ -370,8 +401,10 @@ class SFTConfig:
         d["targets"] = list(self.targets)
         # Paths may be spelled differently and remat changes no math. max_steps may change on resume
         # (to shorten a run that would take too long): the schedule is recomputed for the new cap.
-        for k in ("data", "exclude", "remat", "max_steps", "init_adapter"):
+        for k in ("data", "exclude", "remat", "max_steps", "init_adapter", "save_dtype"):
             d.pop(k)
+        if not self.unlikelihood:
+            d.pop("unlikelihood")  # plain SFT: states saved before the option existed still resume
         return d
 
 
@@ -433,6 +466,10 @@ def train(cfg: SFTConfig, out_dir: str | os.PathLike, *, state_dir: str | os.Pat
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
     out_dir = Path(out_dir)
     state_path = Path(state_dir or out_dir.parent / f"{out_dir.name}-train") / "state.npz"
+    if cfg.save_dtype not in L.SAVE_DTYPES:
+        raise InputError(f"--save-dtype must be one of {', '.join(L.SAVE_DTYPES)}, got {cfg.save_dtype!r}")
+    if not (cfg.unlikelihood >= 0 and math.isfinite(cfg.unlikelihood)):
+        raise InputError(f"unlikelihood weight must be a finite number >= 0, got {cfg.unlikelihood}")
     if not cfg.data or not Path(cfg.data).is_file():
         raise InputError(f"training data not found: {cfg.data!r}")
     enable_compilation_cache()
@@ -455,11 +492,12 @@ def train(cfg: SFTConfig, out_dir: str | os.PathLike, *, state_dir: str | os.Pat
     flat = [(ep, T, idx) for ep, plan in enumerate(plans) for T, idx in plan]
     total = len(flat) if cfg.max_steps is None else max(1, min(len(flat), cfg.max_steps))
     lcfg = L.LoraConfig(rank=cfg.lora_rank, alpha=cfg.lora_alpha, targets=cfg.targets)
-    opt_key = (mcfg, lcfg, cfg.lr, total, cfg.warmup_steps, cfg.weight_decay, cfg.remat)
+    opt_key = (mcfg, lcfg, cfg.lr, total, cfg.warmup_steps, cfg.weight_decay, cfg.remat, cfg.unlikelihood)
     if opt_key not in _STEPS:  # one compiled step per setup and process (a resumed call reuses it)
         optimizer = make_optimizer(cfg.lr, total, cfg.warmup_steps, cfg.weight_decay)
         _STEPS.clear()
-        _STEPS[opt_key] = optimizer, make_train_step(mcfg, lcfg, optimizer, remat=cfg.remat)
+        _STEPS[opt_key] = optimizer, make_train_step(mcfg, lcfg, optimizer, remat=cfg.remat,
+                                                              unlikelihood=cfg.unlikelihood)
     optimizer, train_step = _STEPS[opt_key]
     lora = L.init_lora(mcfg, lcfg, jax.random.key(cfg.seed))
     init_meta = None
@@ -500,17 +538,19 @@ def train(cfg: SFTConfig, out_dir: str | os.PathLike, *, state_dir: str | os.Pat
             ep, T, idx = flat[step]
             rows = max(1, cfg.batch_tokens // T)
             b = collate([examples[i] for i in idx], T, rows, pad)
-            lora, opt_state, loss, n = train_step(lora, opt_state, base, jnp.asarray(b["tokens"]),
-                                                  jnp.asarray(b["valid"]), jnp.asarray(b["mask"]))
-            loss = float(loss)
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss} at step {step}")
+            lora, opt_state, aux = train_step(lora, opt_state, base, jnp.asarray(b["tokens"]),
+                                              jnp.asarray(b["valid"]), jnp.asarray(b["mask"]))
+            loss, n = float(aux["nll"]), int(aux["targets"])  # the logged loss is the NLL, comparable across runs
+            ul = float(aux["ul"]) if cfg.unlikelihood else None
+            if not math.isfinite(loss) or (ul is not None and not math.isfinite(ul)):
+                raise FloatingPointError(f"loss is {loss} (unlikelihood {ul}) at step {step}")
             step += 1
             real_tokens += int(b["valid"].sum())
             elapsed = time.time() - t0
             lr = float(optimizer_lr(cfg, total, step - 1))
-            history.append({"step": step, "epoch": ep, "T": T, "loss": round(loss, 5), "targets": int(n),
-                            "tokens": int(b["valid"].sum()), "t": round(wall_prev + elapsed, 1)})
+            history.append({"step": step, "epoch": ep, "T": T, "loss": round(loss, 5), "targets": n,
+                            "tokens": int(b["valid"].sum()), "t": round(wall_prev + elapsed, 1),
+                            **({"ul": round(ul, 5)} if ul is not None else {})})
             prog.update(step, loss, real_tokens / max(elapsed, 1e-9), lr, wall_prev + elapsed)
             if time.time() - last_save >= save_every_min * 60 or stop["sig"] is not None:
                 save()
@@ -556,9 +596,10 @@ def train(cfg: SFTConfig, out_dir: str | os.PathLike, *, state_dir: str | os.Pat
         "final_loss": round(float(np.mean(tail)), 4),
         "first_loss": losses[0] if losses else None,
         "loss_curve": losses,
+        **({"unlikelihood_curve": [h["ul"] for h in history]} if cfg.unlikelihood else {}),
         **stage,
     }
-    L.save_adapter(out_dir, lora, lcfg, meta)
+    L.save_adapter(out_dir, lora, lcfg, meta, dtype=cfg.save_dtype)
     say(f"sft: {'done' if finished else 'stopped'}: {step}/{total} steps, final loss {meta['final_loss']}, "
         f"wall {wall / 60:.1f} min; adapter in {out_dir}")
     return {**summary, **meta}
@@ -613,6 +654,11 @@ def add_sft_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-adapter", default=None,
                    help="start from this adapter dir (same rank and targets) instead of a fresh one: a further "
                         "training stage with its own warm-up + cosine schedule")
+    p.add_argument("--unlikelihood", type=float, default=d.unlikelihood,
+                   help="weight of a token-level unlikelihood term against re-emitting earlier answer tokens "
+                        "(Welleck et al. 2019), which curbs greedy repetition loops; 0 = plain SFT")
+    p.add_argument("--save-dtype", default=d.save_dtype, choices=L.SAVE_DTYPES,
+                   help="dtype of the exported adapter tensors (training is float32 either way)")
     p.add_argument("--out", required=True, help="adapter output directory")
     p.add_argument("--state-dir", default=None, help="resumable training state (default: <out>-train/)")
     p.add_argument("--save-every-min", type=float, default=5.0)
@@ -625,7 +671,8 @@ def sft_main(a: argparse.Namespace) -> int:
         model=a.model, data=a.data, limit=a.limit, epochs=a.epochs, lora_rank=a.lora_rank, lora_alpha=a.lora_alpha,
         targets=tuple(t.strip() for t in a.targets.split(",") if t.strip()), lr=a.lr, warmup_steps=a.warmup_steps,
         weight_decay=a.weight_decay, batch_tokens=a.batch_tokens, max_len=a.max_len, seed=a.seed,
-        exclude=a.exclude, remat=a.remat, max_steps=a.max_steps, init_adapter=a.init_adapter)
+        exclude=a.exclude, remat=a.remat, max_steps=a.max_steps, init_adapter=a.init_adapter,
+        unlikelihood=a.unlikelihood, save_dtype=a.save_dtype)
     summary = train(cfg, a.out, state_dir=a.state_dir, save_every_min=a.save_every_min, max_minutes=a.max_minutes,
                     restart=a.restart)
     keys = ("finished", "step", "total_steps", "wall_s", "final_loss")

@@ -222,6 +222,19 @@ def test_out_dir_of_another_dataset_is_refused(tmp_path: Path) -> None:
         run_compare(FakeModel(b), b, [fake_method("greedy")], tmp_path, progress=False)
 
 
+def test_out_dir_of_other_weights_is_refused(tmp_path: Path) -> None:
+    """Same dataset, same model name, retrained weights: resuming would mix two models."""
+    a = load_dataset("mawps_multiarith", limit=2)
+    m1, m2 = FakeModel(a), FakeModel(a)
+    m1.name = m2.name = "think"
+    m1.weights_sha256, m2.weights_sha256 = "aa" * 32, "bb" * 32
+    run_compare(m1, a, [fake_method("greedy")], tmp_path, progress=False)
+    assert json.loads((tmp_path / "run.json").read_text())["weights_sha256"] == "aa" * 32
+    run_compare(m1, a, [fake_method("budget:max=64")], tmp_path, progress=False)  # same weights: fine
+    with pytest.raises(ConfigError, match="other weights"):
+        run_compare(m2, a, [fake_method("greedy")], tmp_path, progress=False)
+
+
 # ------------------------------------------------------------------------------- s1 metrics
 
 

@@ -55,9 +55,9 @@ def _trained(cfg, params, lcfg, steps, lr=1e-2, seed=0):
     tokens, valid, mask = _batch(cfg)
     losses = []
     for _ in range(steps):
-        lora, state, loss, n = step(lora, state, params, tokens, valid, mask)
-        losses.append(float(loss))
-    return lora, losses, int(n)
+        lora, state, aux = step(lora, state, params, tokens, valid, mask)
+        losses.append(float(aux["nll"]))
+    return lora, losses, int(aux["targets"])
 
 
 def test_fresh_adapter_is_the_base_model(tiny):
@@ -78,6 +78,44 @@ def test_overfits_one_repeated_batch(tiny):
     assert losses[-1] < 0.2 * losses[0], losses
 
 
+def test_unlikelihood_matches_a_loop_reference():
+    """Welleck et al.'s token-level term, written out: candidates are the distinct earlier masked
+    targets other than the current one; masked-out positions neither count nor give candidates."""
+    rng = np.random.default_rng(0)
+    B, T, V = 3, 12, 7
+    logp = jax.nn.log_softmax(jnp.asarray(rng.normal(size=(B, T, V)) * 2, jnp.float32), axis=-1)
+    y = rng.integers(0, 5, (B, T))  # few symbols: many repeats
+    w = rng.random((B, T)) > 0.25
+    got = np.asarray(sft.unlikelihood_BT(logp, jnp.asarray(y), jnp.asarray(w)))
+    want = np.zeros((B, T))
+    p = np.exp(np.asarray(logp, np.float64))
+    for b in range(B):
+        for t in range(T):
+            cands = {int(y[b, s]) for s in range(t) if w[b, s]} - {int(y[b, t])}
+            want[b, t] = -sum(np.log(max(1 - p[b, t, c], 1e-5)) for c in cands)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert (want > 0).sum() > B * T // 2  # the case exercises real candidates
+
+
+def test_unlikelihood_training_lowers_repeats_and_still_fits(tiny):
+    """With the unlikelihood term on, the NLL still overfits the batch and the term itself falls."""
+    _, cfg, params = tiny
+    lcfg = L.LoraConfig(rank=8, alpha=16, targets=("wqkv", "wo"))
+    opt = sft.make_optimizer(1e-2, total_steps=25, warmup_steps=2)
+    step = sft.make_train_step(cfg, lcfg, opt, unlikelihood=1.0)
+    lora = L.init_lora(cfg, lcfg, jax.random.key(0))
+    state = opt.init(lora)
+    tokens, valid, mask = _batch(cfg)
+    hist = []
+    for _ in range(25):
+        lora, state, aux = step(lora, state, params, tokens, valid, mask)
+        hist.append((float(aux["nll"]), float(aux["ul"])))
+    assert hist[-1][0] < 0.2 * hist[0][0], hist
+    assert 0 < hist[-1][1] < hist[0][1], hist
+    with pytest.raises(InputError, match="unlikelihood"):
+        sft.train(sft.SFTConfig(data="x.jsonl", unlikelihood=-1.0), "unused")
+
+
 def test_adapter_round_trip_and_merged_checkpoint(tiny, tmp_path):
     d, cfg, params = tiny
     lcfg = L.LoraConfig(rank=4, alpha=8, targets=L.TARGETS)  # every target, so every HF mapping is checked
@@ -91,10 +129,27 @@ def test_adapter_round_trip_and_merged_checkpoint(tiny, tmp_path):
     assert lcfg2 == lcfg and meta["steps"] == 3 and meta["adapter_sha256"] == L.adapter_digest(tmp_path / "ad")
     np.testing.assert_array_equal(score_logits(L.merge(params, lora2, lcfg2, cfg), cfg, tokens, valid), want)
 
+    # float16 storage (how the committed adapter ships): half the bytes, logits within rounding.
+    L.save_adapter(tmp_path / "ad16", lora, lcfg, {"base_model": "tiny"}, dtype="float16")
+    size16, size32 = ((tmp_path / p / L.ADAPTER_FILE).stat().st_size for p in ("ad16", "ad"))
+    assert size16 < 0.55 * size32
+    lora16, _, meta16 = L.load_adapter(tmp_path / "ad16")
+    assert meta16["dtype"] == "float16" and all(ab["a"].dtype == jnp.float32 for ab in lora16.values())
+    got16 = score_logits(L.merge(params, lora16, lcfg, cfg), cfg, tokens, valid)
+    assert not np.array_equal(got16, want)  # it did round
+    np.testing.assert_allclose(got16, want, atol=2e-3, rtol=1e-3)
+    with pytest.raises(ValueError, match="dtype"):
+        L.save_adapter(tmp_path / "bad", lora, lcfg, dtype="bfloat16")
+
     merged = L.merged_checkpoint(d, tmp_path / "ad", tmp_path / "merged")
     cfg3, params3 = load_checkpoint(merged, jnp.float32)
     assert cfg3 == cfg
     np.testing.assert_allclose(score_logits(params3, cfg3, tokens, valid), want, atol=2e-5, rtol=1e-5)
+    from entropix_s1.engine import Model  # compare keys resumable results on this digest
+
+    base_sha, merged_sha = (Model(p, cfg, params, None).weights_sha256 for p in (Path(d), merged))
+    assert len(base_sha) == 64 and base_sha != merged_sha
+    assert Model(merged, cfg, params, None).weights_sha256 == merged_sha
     assert not (merged / "entropix_s1.json").exists()  # no budget in the metadata: none written
     # Idempotent: the same adapter reuses the dir; a changed adapter rebuilds it.
     stamp = (merged / "model.safetensors").stat().st_mtime_ns

@@ -11,7 +11,8 @@
   waits, pauses, Control; per family Scaling, Performance, Control (`s1_metrics`).
 * `scaling.png`: accuracy vs mean thinking tokens, one line per family, 95% CI error bars
   (s1's Figure 1 layout).
-* `run.json`: the dataset, prompt template, seed and methods of the run.
+* `run.json`: the dataset, prompt template, seed and methods of the run, and the model's name and
+  weights sha256 (a directory holding another model's results is refused).
 
 Resuming: at start the existing `results.jsonl` is read and finished (id, method) pairs are
 skipped. Each finished batch is appended in one write, then flushed and fsync'ed, so a crash
@@ -273,7 +274,7 @@ def _progress_bar(total: int, enabled: bool) -> Any:
 
 
 def _check_run_file(out_dir: Path, dataset: str, template: str, seed: int, methods: list[str],
-                    model_name: str | None) -> None:
+                    model_name: str | None, weights_sha256: str | None = None) -> None:
     path = out_dir / RUN_FILE
     old: dict[str, Any] = {}
     if path.is_file():
@@ -290,13 +291,19 @@ def _check_run_file(out_dir: Path, dataset: str, template: str, seed: int, metho
                 f"{out_dir} holds results made with prompt template {old['template']!r}, not {template!r}; "
                 "use another --out"
             )
+        if weights_sha256 and old.get("weights_sha256") not in (None, weights_sha256):
+            raise ConfigError(
+                f"{out_dir} holds results of model {old.get('model')!r} with other weights (sha256 "
+                f"{old['weights_sha256'][:12]}..., these are {weights_sha256[:12]}...); resuming would mix two "
+                "models: use another --out, or delete the old results"
+            )
         if old.get("seed") not in (None, seed):
             print(f"entropix-s1 compare: note: {out_dir} was started with seed {old['seed']}, resuming with {seed}",
                   file=sys.stderr)
     merged = list(old.get("methods", []))
     merged += [m for m in methods if m not in merged]
     info = {"dataset": dataset, "template": template, "seed": old.get("seed", seed), "methods": merged,
-            "model": old.get("model") or model_name}
+            "model": old.get("model") or model_name, "weights_sha256": old.get("weights_sha256") or weights_sha256}
     _write_atomic(path, (json.dumps(info, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
@@ -355,7 +362,8 @@ def run_compare(
     results_path = out / RESULTS_FILE
     base = _model_base_budget(model, base_budget)
     with _locked(out):
-        _check_run_file(out, ds_name, tmpl, seed, [m.name for m in built], getattr(model, "name", None))
+        _check_run_file(out, ds_name, tmpl, seed, [m.name for m in built], getattr(model, "name", None),
+                        getattr(model, "weights_sha256", None))
         done = {(str(r["id"]), str(r["method"])) for r in _repair_results(results_path)}
         plan = [(m, [p for p in problems if (p.id, m.name) not in done]) for m in built]
         total = sum(len(ps) for _, ps in plan)
@@ -531,10 +539,10 @@ def plot_points(ax: Any, points: Sequence[MethodPoint], families: Sequence[Famil
         xs_all += x
         ax.errorbar(x, y, yerr=yerr, marker="o", capsize=3, linewidth=1.5, label=f.family,
                     color=colors(f.family) if colors else None)
-        for p, xi, yi in zip(ps, x, y, strict=True):
+        for k, (p, xi, yi) in enumerate(zip(ps, x, y, strict=True)):
             lab = _short_label(p.method, f.family)
-            if lab:
-                ax.annotate(lab, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            if lab:  # staggered up/down so the labels of neighbouring points do not overprint
+                ax.annotate(lab, (xi, yi), textcoords="offset points", xytext=(4, (4, -11, 14)[k % 3]), fontsize=7)
     if xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) > 8:
         from matplotlib.ticker import ScalarFormatter
 
