@@ -8,6 +8,7 @@ Tensors are memory-mapped and converted layer by layer, so peak host memory stay
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct as pystruct
 from pathlib import Path
@@ -19,6 +20,20 @@ import numpy as np
 
 from entropix_s1.config import ModelConfig
 from entropix_s1.errors import CheckpointError
+
+
+def sha256_files(paths, *, with_names: bool = False) -> str:
+    """sha256 over the files' bytes in the given order (each prefixed by its name and a NUL when
+    `with_names`), read in 16 MiB chunks. One digest routine for adapters, data files and weights."""
+    h = hashlib.sha256()
+    for p in paths:
+        p = Path(p)
+        if with_names:
+            h.update(p.name.encode() + b"\0")
+        with open(p, "rb") as f:
+            while chunk := f.read(1 << 24):
+                h.update(chunk)
+    return h.hexdigest()
 from entropix_s1.model import LayerParams, Params
 
 _DTYPES = {

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 from entropix_s1 import budget as B_
 from entropix_s1 import decode as D
 from entropix_s1.budget import Budget
-from entropix_s1.checkpoint import load_checkpoint
+from entropix_s1.checkpoint import load_checkpoint, sha256_files
 from entropix_s1.config import ModelConfig
 from entropix_s1.entropix import EntropixConfig, EntropixSampler
 from entropix_s1.errors import CheckpointError, ConfigError, InputError
@@ -92,15 +91,7 @@ class Model:
         None when there are none. Recorded by `compare` so that results made with other weights under
         the same name (a retrained adapter, say) are never resumed into."""
         files = sorted(self.path.glob("*.safetensors"))
-        if not files:
-            return None
-        h = hashlib.sha256()
-        for f in files:
-            h.update(f.name.encode() + b"\0")
-            with open(f, "rb") as fh:
-                while chunk := fh.read(1 << 24):
-                    h.update(chunk)
-        return h.hexdigest()
+        return sha256_files(files, with_names=True) if files else None
 
     @property
     def default_budget(self) -> Budget:

@@ -26,7 +26,6 @@ a `"budget"` entry in the adapter's metadata (the thinking delimiters it was tra
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -176,11 +175,9 @@ def save_adapter(out_dir: str | os.PathLike, lora: LoraParams, lcfg: LoraConfig,
 
 
 def adapter_digest(adapter_dir: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(Path(adapter_dir) / ADAPTER_FILE, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
+    from entropix_s1.checkpoint import sha256_files
+
+    return sha256_files([Path(adapter_dir) / ADAPTER_FILE])
 
 
 def load_adapter(adapter_dir: str | os.PathLike) -> tuple[LoraParams, LoraConfig, dict[str, Any]]:

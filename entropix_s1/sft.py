@@ -48,6 +48,7 @@ import numpy as np
 import optax
 
 from entropix_s1 import lora as L
+from entropix_s1.checkpoint import sha256_files
 from entropix_s1.config import ModelConfig
 from entropix_s1.errors import InputError
 from entropix_s1.model import KVCache, Params, forward
@@ -233,11 +234,7 @@ def selection_digest(examples: Sequence[Example]) -> str:
 
 
 def file_digest(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_files([path])
 
 
 # ------------------------------------------------------------------------------------------- batches
@@ -349,6 +346,7 @@ def make_train_step(cfg: ModelConfig, lcfg: L.LoraConfig, optimizer: optax.Gradi
     return step
 
 
+# -------------------------------------------------------------------------------------- state files
 def _save_state(path: Path, lora, opt_state, meta: dict[str, Any]) -> None:
     leaves = jax.tree_util.tree_leaves((lora, opt_state))
     arrays = {f"leaf_{i:04d}": np.asarray(x) for i, x in enumerate(leaves)}
@@ -497,7 +495,7 @@ def train(cfg: SFTConfig, out_dir: str | os.PathLike, *, state_dir: str | os.Pat
         optimizer = make_optimizer(cfg.lr, total, cfg.warmup_steps, cfg.weight_decay)
         _STEPS.clear()
         _STEPS[opt_key] = optimizer, make_train_step(mcfg, lcfg, optimizer, remat=cfg.remat,
-                                                              unlikelihood=cfg.unlikelihood)
+                                                     unlikelihood=cfg.unlikelihood)
     optimizer, train_step = _STEPS[opt_key]
     lora = L.init_lora(mcfg, lcfg, jax.random.key(cfg.seed))
     init_meta = None
@@ -540,6 +538,7 @@ def train(cfg: SFTConfig, out_dir: str | os.PathLike, *, state_dir: str | os.Pat
             b = collate([examples[i] for i in idx], T, rows, pad)
             lora, opt_state, aux = train_step(lora, opt_state, base, jnp.asarray(b["tokens"]),
                                               jnp.asarray(b["valid"]), jnp.asarray(b["mask"]))
+            aux = jax.device_get(aux)  # one host transfer per step
             loss, n = float(aux["nll"]), int(aux["targets"])  # the logged loss is the NLL, comparable across runs
             ul = float(aux["ul"]) if cfg.unlikelihood else None
             if not math.isfinite(loss) or (ul is not None and not math.isfinite(ul)):
