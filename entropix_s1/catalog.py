@@ -215,10 +215,15 @@ def fetch(name: str, *, home: str | os.PathLike[str] | None = None, quiet: bool 
 
 
 def resolve(name_or_path: str | os.PathLike[str]) -> Path:
-    """A checkpoint directory as given, or a catalog model's directory (fetched on first use)."""
+    """A checkpoint directory as given, an adapter directory's merged checkpoint (`sft --out`), or a
+    catalog model's directory (fetched or merged on first use)."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        return path
+        if (path / "config.json").is_file():
+            return path
+        from .lora import adapter_dir_checkpoint, is_adapter_dir  # deferred: jax
+
+        return adapter_dir_checkpoint(path) if is_adapter_dir(path) else path
     name = str(name_or_path)
     if name in CATALOG:
         return fetch(name, quiet=is_fetched(name))

@@ -24,7 +24,7 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
 def _add_model(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL, help="catalog name or HF checkpoint directory")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="catalog name, HF checkpoint directory, or an `sft --out` adapter directory")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="weight dtype")
     p.add_argument("--mesh", default=None, help="DPxTP device mesh, e.g. 1x8 (docs/sharding.md)")
 

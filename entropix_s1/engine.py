@@ -426,7 +426,8 @@ def checkpoint_budget(path: str | os.PathLike) -> Budget | None:
 
 def load(name_or_path: str | os.PathLike, *, dtype: Any = jnp.float32, compilation_cache: bool = True,
          mesh: Any = None) -> Model:
-    """Load a catalog model (fetched on first use) or an HF checkpoint directory.
+    """Load a catalog model (fetched on first use), an HF checkpoint directory, or a LoRA adapter
+    directory written by `sft --out` (merged onto its base model on first use).
 
     dtype: weight dtype, float32 or bfloat16 (math accumulates in float32 either way).
     mesh: "DPxTP" (e.g. "1x8") | (dp, tp) | a ("dp", "tp") jax.sharding.Mesh: tensor parallel over

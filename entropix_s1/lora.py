@@ -54,6 +54,8 @@ __all__ = [
     "merged_checkpoint",
     "find_adapter",
     "adapted_checkpoint",
+    "is_adapter_dir",
+    "adapter_dir_checkpoint",
 ]
 
 TARGETS = ("wqkv", "wo", "gate_up", "down")
@@ -317,14 +319,43 @@ def find_adapter(adapter: str) -> Path:
                           f"{weights_home() / adapter} and the source checkout's weights/)")
 
 
+def _merged_under_lock(base_dir: str | os.PathLike, adapter_dir: Path, out: Path) -> Path:
+    from entropix_s1.catalog import _lock
+
+    locks = out.parent / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with _lock(locks / f"{out.name}.lock"):
+        return merged_checkpoint(base_dir, adapter_dir, out)
+
+
 def adapted_checkpoint(name: str, base_dir: str | os.PathLike, adapter: str) -> Path:
     """The merged checkpoint dir of a fine-tuned catalog model (`catalog.ADAPTED`), written on first
     use (and again whenever the adapter file changes) at `<weights home>/<name>-merged/`."""
-    from entropix_s1.catalog import _lock, weights_home
+    from entropix_s1.catalog import weights_home
 
-    adapter_dir = find_adapter(adapter)
-    out = weights_home() / f"{name}-merged"
-    locks = out.parent / ".locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with _lock(locks / f"{name}.lock"):
-        return merged_checkpoint(base_dir, adapter_dir, out)
+    return _merged_under_lock(base_dir, find_adapter(adapter), weights_home() / f"{name}-merged")
+
+
+def is_adapter_dir(path: str | os.PathLike) -> bool:
+    """An adapter directory as `sft --out` writes it (a checkpoint's own config.json wins)."""
+    p = Path(path)
+    return (p / ADAPTER_FILE).is_file() and (p / CONFIG_FILE).is_file() and not (p / "config.json").is_file()
+
+
+def adapter_dir_checkpoint(adapter_dir: str | os.PathLike) -> Path:
+    """The merged checkpoint of an adapter directory, so that `load(dir)` / `--model dir` take what
+    `sft --out dir` wrote as they take a checkpoint. The base is the adapter config's `base_model`
+    (a catalog name or a checkpoint path, as given to `sft --model`); the merge is written beside
+    the adapter, at `<adapter dir>-merged/`, and rebuilt whenever the adapter file changes."""
+    from entropix_s1.catalog import resolve
+
+    adapter_dir = Path(adapter_dir)
+    try:
+        base = json.loads((adapter_dir / CONFIG_FILE).read_text(encoding="utf-8"))["base_model"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"LoRA adapter {adapter_dir}: {CONFIG_FILE} has no readable base_model ({e})") from e
+    try:
+        base_dir = resolve(base)
+    except CheckpointError as e:
+        raise CheckpointError(f"LoRA adapter {adapter_dir}: its base model {base!r} cannot be found: {e}") from e
+    return _merged_under_lock(base_dir, adapter_dir, adapter_dir.parent / f"{adapter_dir.name}-merged")

@@ -8,6 +8,7 @@ import argparse
 import collections
 import dataclasses
 import json
+import math
 import sys
 import types
 import zlib
@@ -40,7 +41,7 @@ from entropix_s1.research.methods import (
     wait_string_ablation,
     waits_sweep,
 )
-from entropix_s1.research.s1_metrics import control, performance, scaling, wilson_interval
+from entropix_s1.research.s1_metrics import control, performance, scaling, sign_test, wilson_interval
 from entropix_s1.results import GenerationResult
 
 DATA = default_data_dir()
@@ -285,6 +286,20 @@ def test_metric_functions() -> None:
     lo, hi = wilson_interval(0, 10)
     assert lo == 0.0 and round(hi, 4) == 0.2775
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_sign_test_matches_the_exact_binomial_definition() -> None:
+    # textbook values: 8 vs 3 discordant -> 2 * (C(11,8)+C(11,9)+C(11,10)+C(11,11)) / 2^11
+    assert sign_test(8, 3) == pytest.approx(2 * 232 / 2048) and sign_test(3, 8) == sign_test(8, 3)
+    assert sign_test(5, 0) == pytest.approx(1 / 16) and sign_test(0, 0) == 1.0 and sign_test(3, 3) == 1.0
+    # the other definition of a two-sided exact p: the mass of outcomes no likelier than the observed
+    for n in range(1, 21):
+        pmf = [math.comb(n, i) / 2**n for i in range(n + 1)]
+        for w in range(n + 1):
+            want = sum(q for q in pmf if q <= pmf[w] * (1 + 1e-12))
+            assert sign_test(w, n - w) == pytest.approx(min(1.0, want)), (w, n)
+    with pytest.raises(ValueError, match="wins and losses"):
+        sign_test(-1, 2)
 
 
 def test_summarize_drops_a_truncated_line(tmp_path: Path) -> None:

@@ -12,8 +12,9 @@ report = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(report)
 
 
-def _rec(i: int, method: str, family: str, correct: bool, think: int, cap: int | None, waits: int = 0) -> dict:
-    return {"id": f"gsm8k-{i}", "dataset": "gsm8k", "method": method, "family": family, "correct": correct,
+def _rec(i: int, method: str, family: str, correct: bool, think: int, cap: int | None, waits: int = 0,
+         ds: str = "gsm8k") -> dict:
+    return {"id": f"{ds}-{i}", "dataset": ds, "method": method, "family": family, "correct": correct,
             "thinking_tokens": think, "answer_tokens": 5, "waits": waits, "pauses": 0, "seconds": 1.0,
             "budget_max": cap, "budget_min": None, "error": None, "prediction": "1", "gold": "1"}
 
@@ -41,6 +42,26 @@ def test_report_tables_and_figure(tmp_path):
     assert "`budget:wait=Hmm`" in text and "Scaling" in text
     assert report.at_cap_share(think, "budget:max=32") == 0.75
     assert report.at_cap_share(think, "nope") is None
+    assert "All sets pooled" not in text  # one dataset: nothing to pool
+
+
+def test_pooled_section_pairs_methods_with_the_plain_cap(tmp_path):
+    ref, ent = report.REFERENCE, "entropix+budget:max=512"
+    for ds, ref_right, ent_right in (("gsm8k", {0}, {1, 2}), ("mawps_addsub", {0, 1}, {0, 2, 3})):
+        recs = [_rec(i, ref, "budget", i in ref_right, 100, 512, ds=ds) for i in range(4)]
+        recs += [_rec(i, ent, "entropix+budget", i in ent_right, 50, 512, ds=ds) for i in range(4)]
+        _write(tmp_path / f"s1_think_{ds}", recs)
+    _write(tmp_path / "s1_base_gsm8k", [_rec(i, "greedy", "greedy", True, 90, None) for i in range(4)])
+    md = tmp_path / "out.md"
+    assert report.main(["--results", str(tmp_path), "--img", str(tmp_path / "f.png"), "--md", str(md)]) == 0
+    pooled = md.read_text().split("## All sets pooled (2 datasets)")[1]
+    rows = {line.split("|")[2].strip(): line for line in pooled.splitlines() if line.startswith("| ")}
+    # entropix: 5 of 8 right; only it on gsm8k-1, -2, mawps_addsub-2, -3; only the cap on gsm8k-0 and
+    # mawps_addsub-1: p = 2 * (C(6,4) + C(6,5) + C(6,6)) / 2^6 = 0.6875
+    assert "| 8 | 62.5% |" in rows[f"`{ent}`"] and "| 4 / 2 | 0.69 |" in rows[f"`{ent}`"]
+    assert "| 37.5% |" in rows[f"`{ref}`"] and rows[f"`{ref}`"].endswith("| – | – |")
+    # the base model ran gsm8k only: paired on those 4 problems (right on all; the cap on gsm8k-0)
+    assert "| 4 | 100.0% |" in rows["`greedy`"] and "| 3 / 0 | 0.25 |" in rows["`greedy`"]
 
 
 def test_report_without_results_fails(tmp_path):

@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -195,6 +196,18 @@ def test_catalog_name_resolves_to_merged_dir(tiny, tmp_path, monkeypatch):
     _, merged = load_checkpoint(path, jnp.float32)
     np.testing.assert_allclose(score_logits(merged, cfg, tokens, valid),
                                score_logits(L.merge(params, lora, lcfg, cfg), cfg, tokens, valid), atol=2e-5, rtol=1e-5)
+
+    # An adapter dir as `sft --out` writes it loads like a checkpoint: merged onto its base_model
+    # beside it (the same dir the catalog name uses here), and a missing base is named.
+    L.save_adapter(tmp_path / "run1", lora, lcfg, {"base_model": str(d)})
+    assert L.is_adapter_dir(tmp_path / "run1") and not L.is_adapter_dir(d)
+    got = catalog.resolve(tmp_path / "run1")
+    assert got == tmp_path / "run1-merged" and catalog.resolve(d) == Path(d)
+    _, merged2 = load_checkpoint(got, jnp.float32)
+    chex.assert_trees_all_equal(merged2, merged)
+    L.save_adapter(tmp_path / "run2", lora, lcfg, {"base_model": str(tmp_path / "gone")})
+    with pytest.raises(CheckpointError, match=r"run2: its base model .*gone.* cannot be found"):
+        catalog.resolve(tmp_path / "run2")
 
 
 def test_plan_batches_covers_every_example_once_and_is_deterministic():

@@ -41,6 +41,7 @@ from entropix_s1.research.s1_metrics import (
     family_metrics,
     performance,
     scaling,
+    sign_test,
     wilson_interval,
 )
 
@@ -75,6 +76,7 @@ __all__ = [
     "render_prompt",
     "run_compare",
     "scaling",
+    "sign_test",
     "summarize",
     "wait_string_ablation",
     "waits_sweep",

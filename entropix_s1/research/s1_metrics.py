@@ -28,6 +28,7 @@ __all__ = [
     "MethodPoint",
     "FamilyMetrics",
     "wilson_interval",
+    "sign_test",
     "control",
     "scaling",
     "performance",
@@ -52,6 +53,24 @@ def wilson_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float]
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
     # clamp rounding so that lo <= p <= hi exactly (p = 0 or 1 otherwise drifts by 1 ulp)
     return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Exact two-sided sign test (McNemar's exact test) for two methods graded on the same problems.
+
+    `wins`: problems only the first method gets right; `losses`: only the second. Under the null
+    that either method is equally likely to be the one right on a discordant problem, the wins are
+    Binomial(wins + losses, 1/2); p = min(1, 2 * P[X >= max(wins, losses)]). Ties carry no
+    information and are left out, so p = 1 with no discordant problem. Paired, it is far more
+    sensitive than comparing two Wilson intervals when both methods see the same few problems.
+    """
+    if wins < 0 or losses < 0:
+        raise ValueError(f"wins and losses must be >= 0, got {wins}, {losses}")
+    n, k = wins + losses, max(wins, losses)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n
+    return min(1.0, 2 * tail)
 
 
 def control(thinking_tokens: Iterable[int | float], a_min: int | None, a_max: int | None) -> float | None:
