@@ -2,6 +2,7 @@
 
     python benchmarks/think_close_rate.py                        # smollm2-135m-think, 50 questions
     python benchmarks/think_close_rate.py --model smollm2-135m-instruct --n 20   # the base, for contrast
+    python benchmarks/think_close_rate.py --model weights/my-run/   # an `sft --out` dir, merged on first use
 
 Greedy generation of the first `--n` GSM8K test questions (the question alone as the user turn, as
 in training) under `Budget(think_start="", think_end=("</think>",))` with no limits: the budget only
