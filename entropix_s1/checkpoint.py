@@ -20,6 +20,7 @@ import numpy as np
 
 from entropix_s1.config import ModelConfig
 from entropix_s1.errors import CheckpointError
+from entropix_s1.model import LayerParams, Params
 
 
 def sha256_files(paths, *, with_names: bool = False) -> str:
@@ -34,7 +35,7 @@ def sha256_files(paths, *, with_names: bool = False) -> str:
             while chunk := f.read(1 << 24):
                 h.update(chunk)
     return h.hexdigest()
-from entropix_s1.model import LayerParams, Params
+
 
 _DTYPES = {
     "F32": np.float32,

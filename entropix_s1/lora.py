@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from entropix_s1.checkpoint import read_checkpoint_tensors, read_safetensors, sha256_files
 from entropix_s1.config import ModelConfig
 from entropix_s1.errors import CheckpointError
 from entropix_s1.model import Params
@@ -177,15 +178,11 @@ def save_adapter(out_dir: str | os.PathLike, lora: LoraParams, lcfg: LoraConfig,
 
 
 def adapter_digest(adapter_dir: str | os.PathLike) -> str:
-    from entropix_s1.checkpoint import sha256_files
-
     return sha256_files([Path(adapter_dir) / ADAPTER_FILE])
 
 
 def load_adapter(adapter_dir: str | os.PathLike) -> tuple[LoraParams, LoraConfig, dict[str, Any]]:
     """(lora params as jax arrays, LoraConfig, the full JSON config)."""
-    from entropix_s1.checkpoint import read_safetensors
-
     d = Path(adapter_dir)
     cfg_file = d / CONFIG_FILE
     if not cfg_file.is_file():
@@ -273,8 +270,6 @@ def merged_checkpoint(base_dir: str | os.PathLike, adapter_dir: str | os.PathLik
     by an atomic rename, so concurrent callers never see half of it.
     """
     from safetensors.numpy import save_file
-
-    from entropix_s1.checkpoint import read_checkpoint_tensors
 
     base_dir, adapter_dir, out_dir = Path(base_dir), Path(adapter_dir), Path(out_dir)
     digest = adapter_digest(adapter_dir)
