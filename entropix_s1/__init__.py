@@ -8,9 +8,9 @@ forcing, in one jitted decode loop, per batch row.
     r = m.generate(["What is 2+3?"], sampler="entropix", budget=m.budget(max_thinking_tokens=64))[0]
 """
 
-from entropix_s1.budget import Budget
-from entropix_s1.engine import Model, load
-from entropix_s1.entropix import EntropixConfig, EntropixSampler
+from entropix_s1.core.budget import Budget
+from entropix_s1.host.engine import Model, load
+from entropix_s1.core.entropix import EntropixConfig, EntropixSampler
 from entropix_s1.errors import (
     CheckpointError,
     ConfigError,
@@ -20,7 +20,7 @@ from entropix_s1.errors import (
     UnsupportedArchitectureError,
 )
 from entropix_s1.results import GenerationResult, TraceStep
-from entropix_s1.sampling import Greedy, Sample
+from entropix_s1.core.sampling import Greedy, Sample
 
 __version__ = "0.1.0"
 

@@ -68,11 +68,11 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
-from entropix_s1 import decode as D
-from entropix_s1.budget import Budget
-from entropix_s1.config import ModelConfig, RopeScaling
-from entropix_s1.engine import Model
-from entropix_s1.model import LayerParams, Params
+from entropix_s1.core import decode as D
+from entropix_s1.core.budget import Budget
+from entropix_s1.core.config import ModelConfig, RopeScaling
+from entropix_s1.host.engine import Model
+from entropix_s1.core.model import LayerParams, Params
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 MODES = ("greedy", "entropix", "entropix+budget", "budget+greedy")
@@ -269,9 +269,9 @@ def _jnp_dtype(dtype: Any) -> Any:
 def load_model(source: dict[str, Any], dtype: str) -> Model:
     """Our model from a source spec: {"kind": "random", "config": {...}, "seed": s} or
     {"kind": "dir", "path": name-or-dir} (a tokenizer is used when the directory has one)."""
-    from entropix_s1.catalog import resolve
-    from entropix_s1.checkpoint import load_checkpoint
-    from entropix_s1.engine import load
+    from entropix_s1.io.catalog import resolve
+    from entropix_s1.io.checkpoint import load_checkpoint
+    from entropix_s1.host.engine import load
 
     if source["kind"] == "random":
         cfg = config_from_dict(source["config"])

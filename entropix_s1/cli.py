@@ -30,21 +30,21 @@ def _add_model(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_fetch(a: argparse.Namespace) -> int:
-    from entropix_s1.catalog import fetch
+    from entropix_s1.io.catalog import fetch
 
     print(fetch(a.name))
     return 0
 
 
 def _cmd_convert(a: argparse.Namespace) -> int:
-    from entropix_s1.gguf_import import convert_gguf
+    from entropix_s1.io.gguf_import import convert_gguf
 
     print(convert_gguf(a.gguf, a.out, overwrite=a.overwrite))
     return 0
 
 
 def _cmd_score(a: argparse.Namespace) -> int:
-    from entropix_s1.engine import load
+    from entropix_s1.host.engine import load
 
     m = load(a.model, dtype=a.dtype, mesh=a.mesh)
     for row in m.score(a.text):
@@ -68,19 +68,19 @@ def _budget_from_args(a: argparse.Namespace, model):
 
 
 def _sampler_from_args(a: argparse.Namespace):
-    from entropix_s1.sampling import Sample
+    from entropix_s1.core.sampling import Sample
 
     if a.sampler == "sample":
         return Sample(temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p)
     if a.sampler == "entropix" and a.entropix_config:
-        from entropix_s1.calibrate import load_config
+        from entropix_s1.research.calibrate import load_config
 
         return load_config(a.entropix_config)
     return a.sampler
 
 
 def _cmd_generate(a: argparse.Namespace) -> int:
-    from entropix_s1.engine import load
+    from entropix_s1.host.engine import load
 
     m = load(a.model, dtype=a.dtype, mesh=a.mesh)
     kw = dict(sampler=_sampler_from_args(a), budget=_budget_from_args(a, m), max_new_tokens=a.max_new_tokens,
@@ -97,7 +97,7 @@ def _cmd_generate(a: argparse.Namespace) -> int:
     else:
         (result,) = m.generate([a.prompt], **kw)
     if a.trace:
-        from entropix_s1.trace import write_trace
+        from entropix_s1.viz.trace import write_trace
 
         write_trace([result], a.trace)
     if a.json:
@@ -110,15 +110,15 @@ def _cmd_generate(a: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(a: argparse.Namespace) -> int:
-    from entropix_s1.calibrate import calibrate, read_texts, save_config
-    from entropix_s1.engine import load
+    from entropix_s1.research.calibrate import calibrate, read_texts, save_config
+    from entropix_s1.host.engine import load
 
     m = load(a.model, dtype=a.dtype, mesh=a.mesh)
     if a.budget:  # adaptive budget forcing: the texts are prompts; see calibrate.calibrate_budget
         import dataclasses
         from pathlib import Path
 
-        from entropix_s1.calibrate import calibrate_budget
+        from entropix_s1.research.calibrate import calibrate_budget
 
         prompts = read_texts(a.texts, a.field, a.limit)
         if a.template:  # prompts as `compare` renders them, so the stops are the ones it will see
@@ -205,13 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=256, help="with --budget (default 256)")
     p.set_defaults(fn=_cmd_calibrate)
 
-    from entropix_s1.sft import add_sft_arguments, sft_main
+    from entropix_s1.train.sft import add_sft_arguments, sft_main
 
     p = sub.add_parser("sft", help="LoRA fine-tuning that teaches <think> ... </think> (s1 at toy scale)")
     add_sft_arguments(p)
     p.set_defaults(fn=sft_main)
 
-    from entropix_s1.plots import add_plot_arguments, plot_main
+    from entropix_s1.viz.plots import add_plot_arguments, plot_main
 
     p = sub.add_parser("plot", help="timeline.png, regimes.png, tokens.html from a trace")
     add_plot_arguments(p)

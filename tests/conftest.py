@@ -27,7 +27,7 @@ def shared() -> Path:
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct as a Hugging Face-layout dir (fetched and converted on first use)."""
-    from entropix_s1 import catalog
+    from entropix_s1.io import catalog
 
     return catalog.fetch("smollm2-135m-instruct", quiet=True)
 
@@ -35,6 +35,6 @@ def smollm2_dir() -> Path:
 @pytest.fixture(scope="session")
 def smollm2_gguf(smollm2_dir: Path) -> Path:
     """The original GGUF the SmolLM2 dir was converted from (kept in `<dir>/gguf/`)."""
-    from entropix_s1 import catalog
+    from entropix_s1.io import catalog
 
     return catalog.gguf_path("smollm2-135m-instruct", home=smollm2_dir.parent)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from entropix_s1.config import ModelConfig
-from entropix_s1.engine import Model
-from entropix_s1.model import LayerParams, Params
+from entropix_s1.core.config import ModelConfig
+from entropix_s1.host.engine import Model
+from entropix_s1.core.model import LayerParams, Params
 
 
 class WordTokenizer:

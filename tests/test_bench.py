@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from entropix_s1 import bench
-from entropix_s1.config import ModelConfig
-from entropix_s1.model import KVCache, forward
+from entropix_s1.core.config import ModelConfig
+from entropix_s1.core.model import KVCache, forward
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(dtypes=("float32",), batch_sizes=(2,), prompt_lens=(16,), new_tokens=64, repeats=3, bandwidth_mb=32, log=None)
@@ -152,7 +152,7 @@ def test_roofline_counts_weights_and_kv():
 
 
 def test_prompts_random_ids_exact_length():
-    from entropix_s1.engine import Model
+    from entropix_s1.host.engine import Model
 
     cfg = bench.RANDOM_CONFIGS["tiny"]
     m = Model(Path("x"), cfg, None, bench.IdTokenizer(cfg.vocab_size))
@@ -162,11 +162,11 @@ def test_prompts_random_ids_exact_length():
 
 
 def test_prompts_from_gsm8k_text(shared):
-    from entropix_s1.tokenizer import Tokenizer
+    from entropix_s1.host.tokenizer import Tokenizer
 
     tok_dir = next((p.parent for p in sorted((shared / "tokenizers").rglob("tokenizer.json"))), None)
     assert tok_dir is not None, f"no tokenizer.json under {shared / 'tokenizers'}"
-    from entropix_s1.engine import Model
+    from entropix_s1.host.engine import Model
 
     tok = Tokenizer.from_dir(tok_dir)
     cfg = bench.RANDOM_CONFIGS["tiny"]

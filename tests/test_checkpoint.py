@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from tiny_models import save_tiny
 
-from entropix_s1.checkpoint import load_checkpoint, read_checkpoint_tensors
-from entropix_s1.config import ModelConfig
+from entropix_s1.io.checkpoint import load_checkpoint, read_checkpoint_tensors
+from entropix_s1.core.config import ModelConfig
 from entropix_s1.errors import CheckpointError, UnsupportedArchitectureError
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import entropix_s1
 from entropix_s1.cli import main
-from entropix_s1.trace import read_trace, trace_summary
+from entropix_s1.viz.trace import read_trace, trace_summary
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """The research comparison harness with fake models: scoring, resume after a crash, s1 metrics,
 method specs and the CLI glue. No JAX: samplers are stand-ins (Method objects built from
-`parse_spec`, or fake `entropix_s1.sampling` / `entropix_s1.entropix` modules)."""
+`parse_spec`, or fake `entropix_s1.core.sampling` / `entropix_s1.core.entropix` modules)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import entropix_s1
-from entropix_s1.budget import Budget
+from entropix_s1.core.budget import Budget
 from entropix_s1.errors import ConfigError
 from entropix_s1.research.compare import (
     RESULTS_FILE,
@@ -411,7 +411,7 @@ class _FakeEntropixConfig:
 
 @pytest.fixture
 def fake_samplers(monkeypatch: pytest.MonkeyPatch) -> None:
-    sampling = types.ModuleType("entropix_s1.sampling")
+    sampling = types.ModuleType("entropix_s1.core.sampling")
 
     @dataclasses.dataclass(frozen=True)
     class Greedy:
@@ -425,10 +425,10 @@ def fake_samplers(monkeypatch: pytest.MonkeyPatch) -> None:
         min_p: float | None = None
 
     sampling.Greedy, sampling.Sample = Greedy, Sample  # type: ignore[attr-defined]
-    entropix = types.ModuleType("entropix_s1.entropix")
+    entropix = types.ModuleType("entropix_s1.core.entropix")
     entropix.EntropixConfig = _FakeEntropixConfig  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "entropix_s1.sampling", sampling)
-    monkeypatch.setitem(sys.modules, "entropix_s1.entropix", entropix)
+    monkeypatch.setitem(sys.modules, "entropix_s1.core.sampling", sampling)
+    monkeypatch.setitem(sys.modules, "entropix_s1.core.entropix", entropix)
 
 
 def test_parse_method_builds_samplers(fake_samplers: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

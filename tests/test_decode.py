@@ -7,11 +7,11 @@ import jax
 import pytest
 from scripted import scripted_model
 
-from entropix_s1 import decode as D
-from entropix_s1.budget import Budget
-from entropix_s1.entropix import EntropixConfig
+from entropix_s1.core import decode as D
+from entropix_s1.core.budget import Budget
+from entropix_s1.core.entropix import EntropixConfig
 from entropix_s1.errors import ConfigError, InputError
-from entropix_s1.sampling import Sample
+from entropix_s1.core.sampling import Sample
 
 FILL = [f"f{i}" for i in range(40)]
 VOCAB = ["<pad>", "<eos>", "Q", "P", "a", "b", "c", "</think>", "Wait", "Hmm",
@@ -238,7 +238,7 @@ def test_progress_bar_path_gives_the_same_tokens(m):
 
 
 def test_calibrate_budget_splits_the_models_own_ends(m):
-    from entropix_s1.calibrate import calibrate_budget, delimiter_step_metrics
+    from entropix_s1.research.calibrate import calibrate_budget, delimiter_step_metrics
 
     base = Budget(think_end=("</think>",), num_waits=1)
     b, rep = calibrate_budget(m, ["P", "Q", "Q", "P", "Q"], base, quantile=0.5, max_new_tokens=20)

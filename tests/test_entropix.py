@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from entropix_s1 import entropix as ex
-from entropix_s1.entropix import (
+from entropix_s1.core import entropix as ex
+from entropix_s1.core.entropix import (
     _top_k_space,
     ADAPTIVE,
     ARGMAX,
@@ -34,8 +34,8 @@ from entropix_s1.entropix import (
     score_paths,
 )
 from entropix_s1.errors import ConfigError
-from entropix_s1.metrics import AttentionMetrics, LogitMetrics, attention_metrics, logit_metrics
-from entropix_s1.sampling import FALLBACK_TOKEN, categorical, greedy, process_logits, split_rows
+from entropix_s1.core.metrics import AttentionMetrics, LogitMetrics, attention_metrics, logit_metrics
+from entropix_s1.core.sampling import FALLBACK_TOKEN, categorical, greedy, process_logits, split_rows
 
 LN2 = math.log(2.0)
 NEG = -np.inf

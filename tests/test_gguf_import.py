@@ -11,9 +11,9 @@ import gguf
 import numpy as np
 import pytest
 
-from entropix_s1 import catalog
+from entropix_s1.io import catalog
 from entropix_s1.errors import CheckpointError, DownloadError, UnsupportedArchitectureError
-from entropix_s1.gguf_import import convert_gguf, read_gguf, tokenizer_from_gguf
+from entropix_s1.io.gguf_import import convert_gguf, read_gguf, tokenizer_from_gguf
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -307,7 +307,7 @@ def test_catalog_resolve_and_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("ENTROPIX_S1_HOME", str(tmp_path / "home"))
     assert catalog.weights_home() == tmp_path / "home"
     monkeypatch.delenv("ENTROPIX_S1_HOME")
-    assert catalog.weights_home() == Path(catalog.__file__).resolve().parents[1] / "weights"
+    assert catalog.weights_home() == Path(catalog.__file__).resolve().parents[2] / "weights"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -350,7 +350,7 @@ def smollm2_pair(smollm2_dir: Path, smollm2_gguf: Path):
     "def fib(n):\n    if n < 2:\n        return n\n    return fib(n - 1) + fib(n - 2)\n\n# 12345 ünïcödé 🦙" * 2,
 ])
 def test_smollm2_logits_match_gguf(smollm2_pair, smollm2_dir: Path, prompt: str) -> None:
-    from entropix_s1.tokenizer import Tokenizer
+    from entropix_s1.host.tokenizer import Tokenizer
 
     ref, ours = smollm2_pair
     ids = torch.tensor([Tokenizer.from_dir(smollm2_dir).encode(prompt)])

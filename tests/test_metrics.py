@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from entropix_s1 import metrics
-from entropix_s1.metrics import BITS, AttentionMetrics, LogitMetrics, combine_layers, row_is_valid, to_bits
+from entropix_s1.core import metrics
+from entropix_s1.core.metrics import BITS, AttentionMetrics, LogitMetrics, combine_layers, row_is_valid, to_bits
 
 # Tests run the jitted functions (one compile per shape beats eager op-by-op dispatch);
 # test_eager_matches_jit covers the eager path.

@@ -12,9 +12,9 @@ import pytest
 import torch
 from tiny_models import save_tiny
 
-from entropix_s1.checkpoint import load_checkpoint
-from entropix_s1.config import ModelConfig
-from entropix_s1.model import KVCache, forward, score_logits
+from entropix_s1.io.checkpoint import load_checkpoint
+from entropix_s1.core.config import ModelConfig
+from entropix_s1.core.model import KVCache, forward, score_logits
 
 ARCHS = ["llama", "qwen2", "qwen3"]
 

@@ -21,14 +21,14 @@ matplotlib = pytest.importorskip("matplotlib")
 import matplotlib.image  # noqa: E402
 
 from entropix_s1.errors import ConfigError, EntropixS1Error, InputError  # noqa: E402
-from entropix_s1.plots import (  # noqa: E402
+from entropix_s1.viz.plots import (  # noqa: E402
     add_plot_arguments,
     plot_main,
     plot_trace,
     thresholds_from_config,
 )
 from entropix_s1.results import GenerationResult, TraceStep  # noqa: E402
-from entropix_s1.trace import TraceError, read_trace, trace_summary, write_trace  # noqa: E402
+from entropix_s1.viz.trace import TraceError, read_trace, trace_summary, write_trace  # noqa: E402
 
 THRESHOLDS = {"low_ent": 0.6, "med_ent": 2.0, "high_ent": 3.0, "low_vent": 0.6, "high_vent": 3.0}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -601,7 +601,7 @@ def test_metrics_are_reasonable(results):
 
 
 def test_thresholds_from_the_real_entropix_config():
-    entropix = pytest.importorskip("entropix_s1.entropix")
+    entropix = pytest.importorskip("entropix_s1.core.entropix")
     import dataclasses
 
     cfg = entropix.EntropixConfig()

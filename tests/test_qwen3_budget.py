@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import entropix_s1
-from entropix_s1.budget import Budget
+from entropix_s1.core.budget import Budget
 
 CHAIN = [("\n", "Let"), ("Let", " me"), (" me", " check"), (" check", "."), (".", "</think>"),
          ("Wait", ","), (",", " check"), ("</think>", "\n\n"), ("\n\n", "4"), ("4", "<|im_end|>"),

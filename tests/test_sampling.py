@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from entropix_s1.errors import ConfigError
-from entropix_s1.sampling import (
+from entropix_s1.core.sampling import (
     FALLBACK_TOKEN,
     Greedy,
     Sample,

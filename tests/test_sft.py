@@ -1,4 +1,4 @@
-"""LoRA SFT (`entropix_s1.sft`, `entropix_s1.lora`): training reduces the loss, adapters round-trip
+"""LoRA SFT (`entropix_s1.train.sft`, `entropix_s1.io.lora`): training reduces the loss, adapters round-trip
 into merged checkpoints, the loss mask is the assistant turn, resume replays the same run, and the
 training selection never contains a GSM8K test question."""
 
@@ -15,11 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from entropix_s1 import lora as L
-from entropix_s1 import sft
-from entropix_s1.checkpoint import load_checkpoint
+from entropix_s1.io import lora as L
+from entropix_s1.train import sft
+from entropix_s1.io.checkpoint import load_checkpoint
 from entropix_s1.errors import CheckpointError, InputError
-from entropix_s1.model import score_logits
+from entropix_s1.core.model import score_logits
 
 from conftest import shared_dir
 from tiny_models import save_tiny
@@ -146,7 +146,7 @@ def test_adapter_round_trip_and_merged_checkpoint(tiny, tmp_path):
     cfg3, params3 = load_checkpoint(merged, jnp.float32)
     assert cfg3 == cfg
     np.testing.assert_allclose(score_logits(params3, cfg3, tokens, valid), want, atol=2e-5, rtol=1e-5)
-    from entropix_s1.engine import Model  # compare keys resumable results on this digest
+    from entropix_s1.host.engine import Model  # compare keys resumable results on this digest
 
     base_sha, merged_sha = (Model(p, cfg, params, None).weights_sha256 for p in (Path(d), merged))
     assert len(base_sha) == 64 and base_sha != merged_sha
@@ -158,7 +158,7 @@ def test_adapter_round_trip_and_merged_checkpoint(tiny, tmp_path):
     assert (merged / "model.safetensors").stat().st_mtime_ns == stamp
     L.save_adapter(tmp_path / "ad", L.init_lora(cfg, lcfg, jax.random.key(3)), lcfg, {"budget": sft.THINK_BUDGET})
     L.merged_checkpoint(d, tmp_path / "ad", tmp_path / "merged")
-    from entropix_s1.engine import checkpoint_budget
+    from entropix_s1.host.engine import checkpoint_budget
 
     b = checkpoint_budget(merged)  # what Model.default_budget returns: the trained delimiters
     assert (b.think_start, b.think_end, b.answer_prefix) == ("", ("</think>",), "\n\nFinal Answer:")
@@ -182,7 +182,7 @@ def test_adapter_that_does_not_fit_is_rejected(tiny, tmp_path):
 
 
 def test_catalog_name_resolves_to_merged_dir(tiny, tmp_path, monkeypatch):
-    from entropix_s1 import catalog
+    from entropix_s1.io import catalog
 
     d, cfg, params = tiny
     lcfg = L.LoraConfig(rank=2, targets=("wqkv",))
@@ -235,7 +235,7 @@ def test_assistant_turn_format():
 # ------------------------------------------------------------------- with the SmolLM2 tokenizer
 @pytest.fixture(scope="module")
 def smol_tok(smollm2_dir):
-    from entropix_s1.tokenizer import Tokenizer
+    from entropix_s1.host.tokenizer import Tokenizer
 
     return Tokenizer.from_dir(smollm2_dir)
 
@@ -287,7 +287,7 @@ def test_train_resumes_where_it_stopped(smollm2_dir, tmp_path):
     """Kill-and-rerun: a run stopped after one step and re-run ends with the same adapter as an
     uninterrupted run (a tiny random model with the SmolLM2 tokenizer; 6 examples of one length
     bucket, so one compiled shape)."""
-    from entropix_s1.tokenizer import Tokenizer
+    from entropix_s1.host.tokenizer import Tokenizer
 
     base = save_tiny("llama", tmp_path / "base", vocab_size=49152, tie=True)
     for f in ("tokenizer.json", "tokenizer_config.json"):

@@ -89,10 +89,10 @@ def worker(shape_name: str, out_dir: Path) -> dict:
     import jax
 
     import entropix_s1
-    from entropix_s1 import decode as D
-    from entropix_s1 import sharding as SH
-    from entropix_s1 import tokenizer as tokenizer_mod
-    from entropix_s1.entropix import EntropixConfig
+    from entropix_s1.core import decode as D
+    from entropix_s1.core import sharding as SH
+    from entropix_s1.host import tokenizer as tokenizer_mod
+    from entropix_s1.core.entropix import EntropixConfig
     from entropix_s1.errors import ConfigError
 
     sys.path.insert(0, str(HERE))
@@ -278,7 +278,7 @@ def test_load_rejects_an_unshardable_mesh_naming_the_dimension(runs):
 
 # --------------------------------------------------------------------------- in-process (1 device)
 def _cfg(**kw):
-    from entropix_s1.config import ModelConfig
+    from entropix_s1.core.config import ModelConfig
 
     base = dict(arch="llama", vocab_size=100, dim=144, n_layers=1, n_heads=9, n_kv_heads=3, head_dim=16, ffn_dim=96,
                 norm_eps=1e-5, rope_theta=1e4, max_position_embeddings=64, tie_embeddings=True, qkv_bias=False,
@@ -288,7 +288,7 @@ def _cfg(**kw):
 
 def test_check_shape_errors_name_the_dimension_and_sizes():
     from entropix_s1.errors import ConfigError
-    from entropix_s1.sharding import check_shape
+    from entropix_s1.core.sharding import check_shape
 
     with pytest.raises(ConfigError, match=r"tp=2.*n_kv_heads \(num_key_value_heads=3\)"):
         check_shape(_cfg(), 2)
@@ -303,7 +303,7 @@ def test_check_shape_errors_name_the_dimension_and_sizes():
 
 def test_mesh_arguments():
     from entropix_s1.errors import ConfigError
-    from entropix_s1.sharding import make_mesh, parse_mesh_shape, plan
+    from entropix_s1.core.sharding import make_mesh, parse_mesh_shape, plan
 
     assert parse_mesh_shape("1x8") == (1, 8) and parse_mesh_shape("2, 4") == (2, 4) and parse_mesh_shape((4, 2)) == (4, 2)
     for bad in ("8", "axb", "0x2", (1, 2, 3)):
@@ -330,8 +330,8 @@ def test_replicated_kv_heads_compute_the_same_function():
     import jax
     import jax.numpy as jnp
 
-    from entropix_s1.model import LayerParams, Params, score_logits
-    from entropix_s1.sharding import replicate_kv_heads
+    from entropix_s1.core.model import LayerParams, Params, score_logits
+    from entropix_s1.core.sharding import replicate_kv_heads
 
     cfg = _cfg(n_heads=8, n_kv_heads=2, dim=32, head_dim=8, vocab_size=50, ffn_dim=16, qkv_bias=True, n_layers=2)
     rng = np.random.default_rng(0)
@@ -356,7 +356,7 @@ def test_replicated_kv_heads_compute_the_same_function():
 def test_constrain_is_a_no_op_without_a_mesh():
     import jax.numpy as jnp
 
-    from entropix_s1.sharding import constrain
+    from entropix_s1.core.sharding import constrain
 
     tree = (jnp.ones((2, 3)), jnp.zeros(()))
     assert constrain(_cfg(), tree) is tree

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import entropix_s1
-from entropix_s1.budget import Budget
+from entropix_s1.core.budget import Budget
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from entropix_s1.errors import CheckpointError, InputError
-from entropix_s1.gguf_import import tokenizer_from_gguf
-from entropix_s1.tokenizer import Tokenizer
+from entropix_s1.io.gguf_import import tokenizer_from_gguf
+from entropix_s1.host.tokenizer import Tokenizer
 
 VOCABS = ("ggml-vocab-llama-bpe.gguf", "ggml-vocab-qwen2.gguf")
 SEPARATOR = "\n__ggml_vocab_test__\n"

@@ -62,7 +62,7 @@ from entropix_s1.research.methods import Method, expand_specs, parse_method, par
 from entropix_s1.research.s1_metrics import FamilyMetrics, MethodPoint, family_metrics, method_point
 
 if TYPE_CHECKING:  # budget.py imports JAX; summarize() and the CLI parser must not need it
-    from entropix_s1.budget import Budget
+    from entropix_s1.core.budget import Budget
 
 __all__ = [
     "RESULTS_FILE",
@@ -217,7 +217,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _model_base_budget(model: Any, base_budget: Budget | None) -> Budget | None:
-    from entropix_s1.budget import Budget
+    from entropix_s1.core.budget import Budget
 
     if base_budget is not None:
         return base_budget
@@ -665,7 +665,7 @@ def compare_main(args: argparse.Namespace) -> int:
 
     load = getattr(entropix_s1, "load", None)
     if load is None:  # package __init__ without the re-export
-        from entropix_s1.engine import load
+        from entropix_s1.host.engine import load
     model = load(args.model)
     summary = run_compare(
         model,

@@ -45,7 +45,7 @@ Lists of methods (CLI `--methods`): specs separated by `;` (the flag may also be
 shell-like brace expansion: `budget:max={64,128,256,512}` is four methods.
 
 Samplers (JAX) are imported only when a method is built (`parse_method` / `build_method`);
-`parse_spec` and the ablation helpers import only `entropix_s1.budget` (which imports JAX but
+`parse_spec` and the ablation helpers import only `entropix_s1.core.budget` (which imports JAX but
 runs nothing), and importing this module imports neither.
 """
 
@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 from entropix_s1.errors import ConfigError
 
 if TYPE_CHECKING:  # budget.py holds JAX array state too: imported only when a spec is parsed
-    from entropix_s1.budget import Budget
+    from entropix_s1.core.budget import Budget
 
 __all__ = [
     "Method",
@@ -203,7 +203,7 @@ def parse_spec(spec: str, *, default_max_new_tokens: int | None = None) -> Metho
     `default_max_new_tokens` replaces DEFAULT_MAX_NEW_TOKENS for methods without a thinking cap
     and without `max_new=`.
     """
-    from entropix_s1.budget import Budget
+    from entropix_s1.core.budget import Budget
 
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(f"method spec must be a non-empty string, got {spec!r}")
@@ -329,7 +329,7 @@ def _jsonable_to_config(v: Any) -> Any:
 
 
 def _load_calibrated(path: Path, spec_name: str) -> Any:
-    from entropix_s1.entropix import EntropixConfig  # lazy: needs JAX
+    from entropix_s1.core.entropix import EntropixConfig  # lazy: needs JAX
 
     if not path.is_file():
         raise ConfigError(
@@ -357,11 +357,11 @@ def build_method(spec: MethodSpec) -> Method:
     kind = spec.sampler_kind
     opts = dict(spec.sampler_options)
     if kind == "greedy":
-        from entropix_s1.sampling import Greedy
+        from entropix_s1.core.sampling import Greedy
 
         sampler: Any = Greedy()
     elif kind == "sample":
-        from entropix_s1.sampling import Sample
+        from entropix_s1.core.sampling import Sample
 
         sampler = Sample(
             temperature=opts["t"],
@@ -370,7 +370,7 @@ def build_method(spec: MethodSpec) -> Method:
             min_p=opts.get("min_p"),
         )
     elif kind == "entropix":
-        from entropix_s1.entropix import EntropixConfig
+        from entropix_s1.core.entropix import EntropixConfig
 
         cal = opts.get("calibrated")
         if cal is None:

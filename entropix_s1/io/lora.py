@@ -37,10 +37,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from entropix_s1.checkpoint import read_checkpoint_tensors, read_safetensors, sha256_files
-from entropix_s1.config import ModelConfig
+from entropix_s1.io.checkpoint import read_checkpoint_tensors, read_safetensors, sha256_files
+from entropix_s1.core.config import ModelConfig
 from entropix_s1.errors import CheckpointError
-from entropix_s1.model import Params
+from entropix_s1.core.model import Params
 
 __all__ = [
     "TARGETS",
@@ -305,9 +305,9 @@ def merged_checkpoint(base_dir: str | os.PathLike, adapter_dir: str | os.PathLik
 def find_adapter(adapter: str) -> Path:
     """A committed adapter dir by name: `<weights home>/<adapter>/`, else the source checkout's
     `weights/<adapter>/` (when $ENTROPIX_S1_HOME points elsewhere)."""
-    from entropix_s1.catalog import weights_home
+    from entropix_s1.io.catalog import weights_home
 
-    for d in (weights_home() / adapter, Path(__file__).resolve().parent.parent / "weights" / adapter):
+    for d in (weights_home() / adapter, Path(__file__).resolve().parents[2] / "weights" / adapter):
         if (d / ADAPTER_FILE).is_file() and (d / CONFIG_FILE).is_file():
             return d
     raise CheckpointError(f"LoRA adapter {adapter!r} not found (looked for {ADAPTER_FILE} in "
@@ -315,7 +315,7 @@ def find_adapter(adapter: str) -> Path:
 
 
 def _merged_under_lock(base_dir: str | os.PathLike, adapter_dir: Path, out: Path) -> Path:
-    from entropix_s1.catalog import _lock
+    from entropix_s1.io.catalog import _lock
 
     locks = out.parent / ".locks"
     locks.mkdir(parents=True, exist_ok=True)
@@ -326,7 +326,7 @@ def _merged_under_lock(base_dir: str | os.PathLike, adapter_dir: Path, out: Path
 def adapted_checkpoint(name: str, base_dir: str | os.PathLike, adapter: str) -> Path:
     """The merged checkpoint dir of a fine-tuned catalog model (`catalog.ADAPTED`), written on first
     use (and again whenever the adapter file changes) at `<weights home>/<name>-merged/`."""
-    from entropix_s1.catalog import weights_home
+    from entropix_s1.io.catalog import weights_home
 
     return _merged_under_lock(base_dir, find_adapter(adapter), weights_home() / f"{name}-merged")
 
@@ -342,7 +342,7 @@ def adapter_dir_checkpoint(adapter_dir: str | os.PathLike) -> Path:
     `sft --out dir` wrote as they take a checkpoint. The base is the adapter config's `base_model`
     (a catalog name or a checkpoint path, as given to `sft --model`); the merge is written beside
     the adapter, at `<adapter dir>-merged/`, and rebuilt whenever the adapter file changes."""
-    from entropix_s1.catalog import resolve
+    from entropix_s1.io.catalog import resolve
 
     adapter_dir = Path(adapter_dir)
     try:

@@ -12,8 +12,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from entropix_s1.budget import Budget
-from entropix_s1.entropix import EntropixConfig, calibrate_thresholds
+from entropix_s1.core.budget import Budget
+from entropix_s1.core.entropix import EntropixConfig, calibrate_thresholds
 from entropix_s1.errors import InputError
 
 

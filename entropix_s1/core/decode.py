@@ -30,12 +30,12 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from entropix_s1 import budget as B_
-from entropix_s1 import entropix as ex
-from entropix_s1.config import ModelConfig
-from entropix_s1.metrics import AttentionMetrics, logit_metrics
-from entropix_s1.model import KVCache, Params, forward
-from entropix_s1.sampling import Greedy, Sample, split_rows
+from entropix_s1.core import budget as B_
+from entropix_s1.core import entropix as ex
+from entropix_s1.core.config import ModelConfig
+from entropix_s1.core.metrics import AttentionMetrics, logit_metrics
+from entropix_s1.core.model import KVCache, Params, forward
+from entropix_s1.core.sampling import Greedy, Sample, split_rows
 
 Array = jax.Array
 Sampler = Union[Greedy, Sample, ex.EntropixSampler]
@@ -313,7 +313,7 @@ def _step(spec: LoopSpec, params: Params, tables: B_.TokenTables, rb: RowBudget,
 def _init(spec: LoopSpec, params: Params, tables: B_.TokenTables, tokens_BP: Array, valid_BP: Array,
           rb: RowBudget, max_new: Array) -> DecodeState:
     """Prefill the left-padded prompts and build the loop's starting state."""
-    from entropix_s1.sharding import constrain  # batch over "dp", KV heads over "tp"; no-op without a mesh
+    from entropix_s1.core.sharding import constrain  # batch over "dp", KV heads over "tp"; no-op without a mesh
 
     b, n_cap = spec.batch, spec.out_len
     cache = KVCache.init(spec.cfg, b, spec.cache_len, params.dtype)

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CheckpointError, DownloadError
+from entropix_s1.errors import CheckpointError, DownloadError
 
 __all__ = ["CatalogEntry", "CATALOG", "ADAPTED", "weights_home", "fetch", "resolve", "gguf_path", "is_fetched", "verify_sha256"]
 
@@ -69,7 +69,7 @@ CATALOG: dict[str, CatalogEntry] = {
 
 
 #: Fine-tuned catalog models: name -> (base catalog model, adapter directory name). The adapter is
-#: committed under `weights/<adapter>/` (see `entropix_s1.lora`); on first use the base is fetched and
+#: committed under `weights/<adapter>/` (see `entropix_s1.io.lora`); on first use the base is fetched and
 #: base + adapter is written once as a plain checkpoint dir, `<weights home>/<name>-merged/`.
 ADAPTED: dict[str, tuple[str, str]] = {"smollm2-135m-think": ("smollm2-135m-instruct", "smollm2-135m-think")}
 
@@ -79,7 +79,7 @@ def weights_home() -> Path:
     env = os.environ.get("ENTROPIX_S1_HOME")
     if env:
         return Path(env).expanduser()
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     if (repo / "pyproject.toml").is_file() and (repo / "entropix_s1").is_dir():
         return repo / "weights"
     return Path.home() / ".cache" / "entropix-s1"
@@ -188,7 +188,7 @@ def _assemble_gguf(entry: CatalogEntry, work: Path, out: Path, quiet: bool) -> N
 
 def fetch(name: str, *, home: str | os.PathLike[str] | None = None, quiet: bool = False) -> Path:
     """Make catalog model `name` available as an HF-layout dir and return its path (no-op when present)."""
-    from .gguf_import import convert_gguf  # deferred: heavy imports only when converting
+    from entropix_s1.io.gguf_import import convert_gguf  # deferred: heavy imports only when converting
 
     entry = _entry(name)
     dest = _model_dir(name, home)
@@ -221,14 +221,14 @@ def resolve(name_or_path: str | os.PathLike[str]) -> Path:
     if path.is_dir():
         if (path / "config.json").is_file():
             return path
-        from .lora import adapter_dir_checkpoint, is_adapter_dir  # deferred: jax
+        from entropix_s1.io.lora import adapter_dir_checkpoint, is_adapter_dir  # deferred: jax
 
         return adapter_dir_checkpoint(path) if is_adapter_dir(path) else path
     name = str(name_or_path)
     if name in CATALOG:
         return fetch(name, quiet=is_fetched(name))
     if name in ADAPTED:
-        from .lora import adapted_checkpoint  # deferred: jax
+        from entropix_s1.io.lora import adapted_checkpoint  # deferred: jax
 
         base, adapter = ADAPTED[name]
         return adapted_checkpoint(name, resolve(base), adapter)

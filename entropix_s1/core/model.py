@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from entropix_s1 import metrics as metrics_lib
-from entropix_s1.config import ModelConfig
+from entropix_s1.core import metrics as metrics_lib
+from entropix_s1.core.config import ModelConfig
 
 Array = jax.Array
 MASK_VALUE = -1e30  # finite, so a fully masked (padding) query row gives no NaN

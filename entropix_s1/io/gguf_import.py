@@ -39,7 +39,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from gguf.quants import dequantize, quant_shape_to_byte_shape
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-from .errors import CheckpointError, UnsupportedArchitectureError
+from entropix_s1.errors import CheckpointError, UnsupportedArchitectureError
 
 __all__ = [
     "SUPPORTED_ARCHITECTURES",

@@ -42,9 +42,9 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from entropix_s1.config import ModelConfig
+from entropix_s1.core.config import ModelConfig
 from entropix_s1.errors import ConfigError
-from entropix_s1.model import KVCache, LayerParams, Params
+from entropix_s1.core.model import KVCache, LayerParams, Params
 
 AXES = ("dp", "tp")
 MeshLike = Union[str, Sequence[int], Mesh]

@@ -22,7 +22,7 @@ from typing import Any
 
 from tokenizers import Tokenizer as _HFTokenizer
 
-from .errors import CheckpointError, InputError
+from entropix_s1.errors import CheckpointError, InputError
 
 __all__ = ["Tokenizer", "Message"]
 

@@ -1,6 +1,6 @@
 """Pictures of a generation trace for researchers: timeline, regime scatter, shaded token text.
 
-    from entropix_s1.plots import plot_trace
+    from entropix_s1.viz.plots import plot_trace
     paths = plot_trace("run.jsonl", "plots/", thresholds={"low_ent": 0.1, "high_vent": 5.0})
     # {"timeline": .../timeline.png, "regimes": .../regimes.png, "tokens": .../tokens.html}
 
@@ -34,7 +34,7 @@ from matplotlib.patches import Patch
 
 from entropix_s1.errors import ConfigError, InputError
 from entropix_s1.results import GenerationResult, TraceStep
-from entropix_s1.trace import read_trace, trace_rows, trace_summary
+from entropix_s1.viz.trace import read_trace, trace_rows, trace_summary
 
 __all__ = [
     "plot_trace",

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from entropix_s1.errors import ConfigError
-from entropix_s1.metrics import row_is_valid
+from entropix_s1.core.metrics import row_is_valid
 
 __all__ = [
     "FALLBACK_TOKEN",

@@ -47,11 +47,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from entropix_s1 import lora as L
-from entropix_s1.checkpoint import sha256_files
-from entropix_s1.config import ModelConfig
+from entropix_s1.io import lora as L
+from entropix_s1.io.checkpoint import sha256_files
+from entropix_s1.core.config import ModelConfig
 from entropix_s1.errors import InputError
-from entropix_s1.model import KVCache, Params, forward
+from entropix_s1.core.model import KVCache, Params, forward
 
 __all__ = [
     "SFTConfig",
@@ -456,10 +456,10 @@ def train(cfg: SFTConfig, out_dir: str | os.PathLike, *, state_dir: str | os.Pat
     SIGINT/SIGTERM), the state is saved for resuming and the adapter written so far is exported with
     `"finished": false`; the same call later continues from that state.
     """
-    from entropix_s1.catalog import resolve
-    from entropix_s1.checkpoint import load_checkpoint
-    from entropix_s1.engine import enable_compilation_cache
-    from entropix_s1.tokenizer import Tokenizer
+    from entropix_s1.io.catalog import resolve
+    from entropix_s1.io.checkpoint import load_checkpoint
+    from entropix_s1.host.engine import enable_compilation_cache
+    from entropix_s1.host.tokenizer import Tokenizer
 
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
     out_dir = Path(out_dir)

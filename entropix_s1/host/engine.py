@@ -16,17 +16,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from entropix_s1 import budget as B_
-from entropix_s1 import decode as D
-from entropix_s1.budget import Budget
-from entropix_s1.checkpoint import load_checkpoint, sha256_files
-from entropix_s1.config import ModelConfig
-from entropix_s1.entropix import EntropixConfig, EntropixSampler
+from entropix_s1.core import budget as B_
+from entropix_s1.core import decode as D
+from entropix_s1.core.budget import Budget
+from entropix_s1.io.checkpoint import load_checkpoint, sha256_files
+from entropix_s1.core.config import ModelConfig
+from entropix_s1.core.entropix import EntropixConfig, EntropixSampler
 from entropix_s1.errors import CheckpointError, ConfigError, InputError
-from entropix_s1.metrics import logit_metrics
-from entropix_s1.model import Params, score_logits
+from entropix_s1.core.metrics import logit_metrics
+from entropix_s1.core.model import Params, score_logits
 from entropix_s1.results import GenerationResult, TraceStep
-from entropix_s1.sampling import Greedy, Sample
+from entropix_s1.core.sampling import Greedy, Sample
 
 Message = dict[str, str]
 Prompt = Union[str, Sequence[Message]]
@@ -35,7 +35,7 @@ SamplerLike = Union[str, Greedy, Sample, EntropixConfig, EntropixSampler]
 
 def enable_compilation_cache(path: str | os.PathLike | None = None) -> None:
     """Turn on JAX's persistent compilation cache, so a second process skips XLA compiles."""
-    from entropix_s1.catalog import weights_home
+    from entropix_s1.io.catalog import weights_home
 
     d = Path(path or os.environ.get("ENTROPIX_S1_JAX_CACHE") or weights_home() / ".jax_cache")
     d.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,7 @@ class Model:
         """mesh: "DPxTP" | (dp, tp) | a ("dp", "tp") jax.sharding.Mesh: shard the params over it
         (config becomes a `sharding.ShardedConfig`; see docs/sharding.md). None: one device."""
         if mesh is not None:
-            from entropix_s1.sharding import shard
+            from entropix_s1.core.sharding import shard
 
             config, params = shard(config, params, mesh)
         self.path, self.config, self.params, self.tokenizer = Path(path), config, params, tokenizer
@@ -434,9 +434,9 @@ def load(name_or_path: str | os.PathLike, *, dtype: Any = jnp.float32, compilati
         tp, data parallel over dp (docs/sharding.md). Weights are converted in host memory and each
         device receives only its shards.
     """
-    from entropix_s1 import sharding
-    from entropix_s1.catalog import resolve
-    from entropix_s1.tokenizer import Tokenizer
+    from entropix_s1.core import sharding
+    from entropix_s1.io.catalog import resolve
+    from entropix_s1.host.tokenizer import Tokenizer
 
     if isinstance(dtype, str):
         dtype = {"float32": jnp.float32, "f32": jnp.float32, "bfloat16": jnp.bfloat16, "bf16": jnp.bfloat16}.get(dtype, dtype)

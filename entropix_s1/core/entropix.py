@@ -35,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from entropix_s1.errors import ConfigError
-from entropix_s1.metrics import AttentionMetrics, LogitMetrics, row_is_valid, to_bits
-from entropix_s1.sampling import FALLBACK_TOKEN, as_row_keys, categorical, greedy, process_logits, sample_with, split_rows
+from entropix_s1.core.metrics import AttentionMetrics, LogitMetrics, row_is_valid, to_bits
+from entropix_s1.core.sampling import FALLBACK_TOKEN, as_row_keys, categorical, greedy, process_logits, sample_with, split_rows
 
 ARGMAX, PAUSE, BRANCH, HOT, ADAPTIVE = 0, 1, 2, 3, 4
 REGIME_NAMES: tuple[str, ...] = ("argmax", "pause", "branch", "hot", "adaptive")

@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
-from entropix_s1.config import ModelConfig
+from entropix_s1.core.config import ModelConfig
 from entropix_s1.errors import CheckpointError
-from entropix_s1.model import LayerParams, Params
+from entropix_s1.core.model import LayerParams, Params
 
 
 def sha256_files(paths, *, with_names: bool = False) -> str:
