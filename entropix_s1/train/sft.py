@@ -456,7 +456,7 @@ def train(cfg: SFTConfig, out_dir: str | os.PathLike, *, state_dir: str | os.Pat
     SIGINT/SIGTERM), the state is saved for resuming and the adapter written so far is exported with
     `"finished": false`; the same call later continues from that state.
     """
-    from entropix_s1.io.catalog import resolve
+    from entropix_s1.io.resolve import resolve
     from entropix_s1.io.checkpoint import load_checkpoint
     from entropix_s1.host.engine import enable_compilation_cache
     from entropix_s1.host.tokenizer import Tokenizer
