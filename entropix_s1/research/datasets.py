@@ -29,12 +29,11 @@ number after `Final Answer:`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-from entropix_s1.errors import InputError
+from entropix_s1.jsonl import JSONLError, iter_jsonl
 
 __all__ = [
     "Problem",
@@ -49,8 +48,8 @@ __all__ = [
 ]
 
 
-class DatasetError(InputError):
-    """A dataset name, file or field that cannot be loaded."""
+class DatasetError(JSONLError):
+    """A dataset name, file or field that cannot be loaded (a bad line is named `path:line`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,19 +174,8 @@ def render_prompt(problem: Problem, template: str | None = None) -> str:
 
 
 def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    rows: list[tuple[int, dict[str, Any]]] = []
-    with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DatasetError(f"{path}:{i + 1}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise DatasetError(f"{path}:{i + 1}: expected a JSON object per line, got {type(obj).__name__}")
-            rows.append((i, obj))
-    return rows
+    """(0-based physical line index, object) per non-blank line: the index is what ids are made of."""
+    return [(lineno - 1, obj) for lineno, obj in iter_jsonl(path, error=DatasetError)]
 
 
 def _pick_field(rows: list[tuple[int, dict[str, Any]]], given: str | None, defaults: tuple[str, ...],

@@ -52,6 +52,7 @@ from entropix_s1.io.checkpoint import sha256_files
 from entropix_s1.core.config import ModelConfig
 from entropix_s1.errors import InputError
 from entropix_s1.core.model import KVCache, Params, forward
+from entropix_s1.jsonl import read_jsonl
 
 __all__ = [
     "SFTConfig",
@@ -134,15 +135,8 @@ def _norm_question(q: str) -> str:
 
 
 def read_gsm8k(path: str | os.PathLike) -> list[dict[str, Any]]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise InputError(f"{path}:{i + 1}: not valid JSON ({e.msg})") from None
-    return rows
+    """The rows of a GSM8K-style JSONL file (a bad line raises `JSONLError` naming `path:line`)."""
+    return read_jsonl(path)
 
 
 def _parse(row: dict[str, Any]) -> tuple[str, str, int] | None:

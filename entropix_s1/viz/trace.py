@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from entropix_s1.errors import InputError
+from entropix_s1.jsonl import JSONLError, iter_jsonl
 from entropix_s1.results import GenerationResult, TraceStep
 
 __all__ = [
@@ -44,8 +44,13 @@ _METRIC_FIELDS = ("entropy", "varentropy", "attn_entropy", "attn_varentropy", "a
 _PHASES = ("thinking", "answer")
 
 
-class TraceError(InputError):
-    """A trace file (or line of one) that is not in the `TraceStep` JSONL format."""
+class TraceError(JSONLError):
+    """A trace file (or line of one) that is not in the `TraceStep` JSONL format; names `path:line`."""
+
+    def __init__(self, message: str) -> None:
+        # A trace line that does not parse has always been reported as "invalid JSON" (the shared
+        # reader says "not valid JSON"); keep the trace's wording for whoever matches on it.
+        super().__init__(message.replace(": not valid JSON (", ": invalid JSON (", 1))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -107,9 +112,7 @@ def write_trace(results: Sequence[GenerationResult] | Iterable[TraceStep], path:
 # reading
 
 
-def _parse_step(obj: Any, where: str) -> TraceStep:
-    if not isinstance(obj, dict):
-        raise TraceError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+def _parse_step(obj: dict[str, Any], where: str) -> TraceStep:
     names = [f.name for f in dataclasses.fields(TraceStep)]
     missing = [n for n in names if n not in obj]
     if missing:
@@ -146,24 +149,7 @@ def read_trace(path: str | os.PathLike[str]) -> list[TraceStep]:
     first malformed line (bad JSON, missing field, wrong type). Steps keep file order.
     """
     path = Path(path)
-    if not path.is_file():
-        raise TraceError(f"trace file not found: {path}")
-    steps: list[TraceStep] = []
-    with open(path, "rb") as f:  # bytes, decoded per line, so a bad byte names its own line
-        for lineno, raw in enumerate(f, start=1):
-            where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise TraceError(f"{where}: not valid UTF-8 ({e.reason} at byte {e.start})") from e
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TraceError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from e
-            steps.append(_parse_step(obj, where))
-    return steps
+    return [_parse_step(obj, f"{path}:{lineno}") for lineno, obj in iter_jsonl(path, error=TraceError)]
 
 
 # ----------------------------------------------------------------------------------------------
