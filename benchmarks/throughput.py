@@ -4,7 +4,7 @@
     python benchmarks/throughput.py --random-config llama-1b --skip-hf --dtypes bfloat16
     python benchmarks/throughput.py --help
 
-A thin wrapper over `entropix_s1.bench` (see benchmarks/README.md for what is measured and how).
+A thin wrapper over `benchmarks/harness.py` (see benchmarks/README.md for what is measured and how).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
-from entropix_s1.bench import add_bench_arguments, bench_main  # noqa: E402
+from harness import add_arguments, main as bench_main  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_bench_arguments(ap)
+    add_arguments(ap)
     return bench_main(ap.parse_args(argv))
 
 

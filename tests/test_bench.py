@@ -18,11 +18,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from entropix_s1 import bench
+from entropix_s1 import testing
 from entropix_s1.core.config import ModelConfig
 from entropix_s1.core.model import KVCache, forward
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))  # the harness is benchmark code, not part of the package
+import bench_hf  # noqa: E402
+import bench_measure  # noqa: E402
+import bench_ours  # noqa: E402
+import harness as bench  # noqa: E402
 TINY = dict(dtypes=("float32",), batch_sizes=(2,), prompt_lens=(16,), new_tokens=64, repeats=3, bandwidth_mb=32, log=None)
 
 
@@ -108,43 +113,43 @@ def test_random_params_every_arch(arch):
                       norm_eps=1e-5, rope_theta=10000.0, max_position_embeddings=64, tie_embeddings=arch != "llama",
                       qkv_bias=arch == "qwen2", qk_norm=arch == "qwen3")
     for dtype in ("float32", "bfloat16"):
-        p = bench.random_params(cfg, dtype, seed=1)
+        p = testing.random_params(cfg, dtype, seed=1)
         assert p.dtype == jnp.dtype(dtype)
         assert (p.layers[0].bqkv_KCH is not None) == cfg.qkv_bias and (p.layers[0].q_norm_H is not None) == cfg.qk_norm
         assert (p.lm_head_VD is None) == cfg.tie_embeddings
         assert p.layers[0].wqkv_DKCH.shape == (32, 2, 4, 8) and p.layers[0].wo_KGHD.shape == (2, 2, 8, 32)
         logits, _, _ = forward(p, cfg, jnp.arange(6)[None], KVCache.init(cfg, 1, 8, p.dtype), window=8)
         assert logits.shape == (1, 6, 50) and bool(jnp.isfinite(logits).all())
-    a, b = bench.random_params(cfg, seed=3), bench.random_params(cfg, seed=3)
+    a, b = testing.random_params(cfg, seed=3), testing.random_params(cfg, seed=3)
     assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-    assert bench.param_bytes(bench.random_params(cfg, "bfloat16")) * 2 == bench.param_bytes(a)
+    assert bench_measure.param_bytes(testing.random_params(cfg, "bfloat16")) * 2 == bench_measure.param_bytes(a)
 
 
-@pytest.mark.parametrize("name", sorted(bench.RANDOM_CONFIGS))
+@pytest.mark.parametrize("name", sorted(testing.RANDOM_CONFIGS))
 def test_random_configs_round_trip_through_hf_config(name):
-    cfg = bench.RANDOM_CONFIGS[name]
-    assert ModelConfig.from_hf(bench.hf_config_dict(cfg)) == cfg
-    assert bench.config_from_dict(json.loads(json.dumps(bench.config_to_dict(cfg)))) == cfg
+    cfg = testing.RANDOM_CONFIGS[name]
+    assert ModelConfig.from_hf(bench_hf.hf_config_dict(cfg)) == cfg
+    assert bench_ours.config_from_dict(json.loads(json.dumps(bench_ours.config_to_dict(cfg)))) == cfg
 
 
 def test_random_config_from_file_and_errors(tmp_path):
     from entropix_s1.errors import ConfigError
 
-    (tmp_path / "config.json").write_text(json.dumps(bench.hf_config_dict(bench.RANDOM_CONFIGS["qwen3-0.6b"])))
-    assert bench.get_random_config(str(tmp_path / "config.json")) == bench.RANDOM_CONFIGS["qwen3-0.6b"]
-    assert bench.get_random_config(str(tmp_path)) == bench.RANDOM_CONFIGS["qwen3-0.6b"]
+    (tmp_path / "config.json").write_text(json.dumps(bench_hf.hf_config_dict(testing.RANDOM_CONFIGS["qwen3-0.6b"])))
+    assert testing.random_config(str(tmp_path / "config.json")) == testing.RANDOM_CONFIGS["qwen3-0.6b"]
+    assert testing.random_config(str(tmp_path)) == testing.RANDOM_CONFIGS["qwen3-0.6b"]
     with pytest.raises(ConfigError, match="not a preset"):
-        bench.get_random_config("llama-99b")
+        testing.random_config("llama-99b")
     with pytest.raises(ConfigError, match="unknown bench modes"):
         bench.run_bench(random_config="tiny", modes=("beam",), out="", log=None)
 
 
 def test_roofline_counts_weights_and_kv():
-    cfg = bench.RANDOM_CONFIGS["tiny"]
-    p = bench.random_params(cfg)
-    r = bench.roofline(cfg, p, batch=4, prompt_len=64, new_tokens=128, bandwidth_gbps=10.0, windows=(100, 193))
+    cfg = testing.RANDOM_CONFIGS["tiny"]
+    p = testing.random_params(cfg)
+    r = bench_measure.roofline(cfg, p, batch=4, prompt_len=64, new_tokens=128, bandwidth_gbps=10.0, windows=(100, 193))
     kv_slot = 2 * cfg.n_layers * 4 * cfg.n_kv_heads * cfg.head_dim * 4
-    assert r["weight_bytes"] == bench.param_bytes(p) - p.embed_VD.nbytes  # untied: the embedding is a gather
+    assert r["weight_bytes"] == bench_measure.param_bytes(p) - p.embed_VD.nbytes  # untied: the embedding is a gather
     assert r["bytes_per_step"] == r["weight_bytes"] + kv_slot * 128
     assert r["ideal_tokens_per_s"] == pytest.approx(4 * 10e9 / r["bytes_per_step"])
     # step s writes slot 64 + s and needs 64 + s + 1 <= window: 36 steps in the first stage
@@ -154,9 +159,9 @@ def test_roofline_counts_weights_and_kv():
 def test_prompts_random_ids_exact_length():
     from entropix_s1.host.engine import Model
 
-    cfg = bench.RANDOM_CONFIGS["tiny"]
-    m = Model(Path("x"), cfg, None, bench.IdTokenizer(cfg.vocab_size))
-    ps = bench.make_prompts(m, 3, 20, seed=0)
+    cfg = testing.RANDOM_CONFIGS["tiny"]
+    m = Model(Path("x"), cfg, None, testing.IdTokenizer(cfg.vocab_size))
+    ps = bench_ours.make_prompts(m, 3, 20, seed=0)
     assert len(ps) == 3 and all(len(p) == 20 for p in ps) and all(0 <= t < cfg.vocab_size for p in ps for t in p)
     assert ps[0] != ps[1]
 
@@ -169,9 +174,9 @@ def test_prompts_from_gsm8k_text(shared):
     from entropix_s1.host.engine import Model
 
     tok = Tokenizer.from_dir(tok_dir)
-    cfg = bench.RANDOM_CONFIGS["tiny"]
+    cfg = testing.RANDOM_CONFIGS["tiny"]
     m = Model(Path("x"), cfg, None, tok)
-    ps = bench.make_prompts(m, 2, 64, data_file=shared / "data" / "gsm8k_test.jsonl")
+    ps = bench_ours.make_prompts(m, 2, 64, data_file=shared / "data" / "gsm8k_test.jsonl")
     assert [len(p) for p in ps] == [64, 64] and ps[0] != ps[1]
     assert "duck" in tok.decode(ps[0]).lower() or "eggs" in tok.decode(ps[0]).lower()
 
