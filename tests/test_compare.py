@@ -18,16 +18,12 @@ from typing import Any
 import pytest
 
 import entropix_s1
+import entropix_s1.host.engine  # noqa: F401  (entropix_s1.load is lazy: resolve it before fake_samplers swaps modules)
 from entropix_s1.core.budget import Budget
 from entropix_s1.errors import ConfigError
-from entropix_s1.research.compare import (
-    RESULTS_FILE,
-    add_compare_arguments,
-    compare_main,
-    read_results,
-    run_compare,
-    summarize,
-)
+from entropix_s1.cli.compare import add_arguments as add_compare_arguments
+from entropix_s1.cli.compare import run as compare_main
+from entropix_s1.research.compare import RESULTS_FILE, read_results, run_compare, summarize
 from entropix_s1.research.datasets import Problem, default_data_dir, load_dataset, render_prompt
 from entropix_s1.research.methods import (
     DEFAULT_ANSWER_TOKENS,

@@ -1,84 +1,51 @@
 """Research harness: datasets, grading, decoding-method specs, s1 metrics and `compare`.
 
-Host-side Python only; samplers (and so JAX) are imported when a method is built, and the model
-is loaded only by `compare_main`.
+Host-side Python only; samplers (and so JAX) are imported when a method is built. Public names
+resolve lazily, so importing one submodule (the CLI parser reads `datasets.PROMPT_TEMPLATES`)
+does not import the others. The `entropix-s1 compare` command lives in `entropix_s1/cli/`.
 """
 
-from entropix_s1.research.compare import (
-    CompareSummary,
-    add_compare_arguments,
-    compare_main,
-    read_results,
-    run_compare,
-    summarize,
-)
-from entropix_s1.research.datasets import (
-    DATASETS,
-    PROMPT_TEMPLATES,
-    DatasetError,
-    Problem,
-    dataset_names,
-    default_data_dir,
-    load_dataset,
-    render_prompt,
-)
-from entropix_s1.research.grading import extract_answer, is_correct, normalize_latex, parse_number
-from entropix_s1.research.methods import (
-    Method,
-    MethodSpec,
-    budget_sweep,
-    expand_specs,
-    parse_method,
-    parse_spec,
-    pause_string_ablation,
-    wait_string_ablation,
-    waits_sweep,
-)
-from entropix_s1.research.s1_metrics import (
-    FamilyMetrics,
-    MethodPoint,
-    control,
-    family_metrics,
-    performance,
-    scaling,
-    sign_test,
-    wilson_interval,
-)
+from __future__ import annotations
 
-__all__ = [
-    "CompareSummary",
-    "DATASETS",
-    "DatasetError",
-    "FamilyMetrics",
-    "Method",
-    "MethodPoint",
-    "MethodSpec",
-    "PROMPT_TEMPLATES",
-    "Problem",
-    "add_compare_arguments",
-    "budget_sweep",
-    "compare_main",
-    "control",
-    "dataset_names",
-    "default_data_dir",
-    "expand_specs",
-    "extract_answer",
-    "family_metrics",
-    "is_correct",
-    "load_dataset",
-    "normalize_latex",
-    "parse_method",
-    "parse_number",
-    "parse_spec",
-    "pause_string_ablation",
-    "performance",
-    "read_results",
-    "render_prompt",
-    "run_compare",
-    "scaling",
-    "sign_test",
-    "summarize",
-    "wait_string_ablation",
-    "waits_sweep",
-    "wilson_interval",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("CompareSummary", "summarize"), "report"),
+    **dict.fromkeys(("read_results",), "store"),
+    **dict.fromkeys(("run_compare",), "runner"),
+    **dict.fromkeys(("DATASETS", "PROMPT_TEMPLATES", "DatasetError", "Problem", "dataset_names", "default_data_dir",
+                     "load_dataset", "render_prompt"), "datasets"),
+    **dict.fromkeys(("extract_answer", "is_correct", "normalize_latex", "parse_number"), "grading"),
+    **dict.fromkeys(("Method", "MethodSpec", "budget_sweep", "expand_specs", "parse_method", "parse_spec",
+                     "pause_string_ablation", "wait_string_ablation", "waits_sweep"), "methods"),
+    **dict.fromkeys(("FamilyMetrics", "MethodPoint", "control", "family_metrics", "performance", "scaling",
+                     "sign_test", "wilson_interval"), "s1_metrics"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from entropix_s1.research.datasets import (DATASETS, PROMPT_TEMPLATES, DatasetError, Problem, dataset_names,
+                                               default_data_dir, load_dataset, render_prompt)
+    from entropix_s1.research.grading import extract_answer, is_correct, normalize_latex, parse_number
+    from entropix_s1.research.methods import (Method, MethodSpec, budget_sweep, expand_specs, parse_method,
+                                              parse_spec, pause_string_ablation, wait_string_ablation, waits_sweep)
+    from entropix_s1.research.report import CompareSummary, summarize
+    from entropix_s1.research.runner import run_compare
+    from entropix_s1.research.s1_metrics import (FamilyMetrics, MethodPoint, control, family_metrics, performance,
+                                                 scaling, sign_test, wilson_interval)
+    from entropix_s1.research.store import read_results
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -10,35 +10,31 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from entropix_s1.core.budget import Budget
-from entropix_s1.core.entropix import EntropixConfig, calibrate_thresholds
-from entropix_s1.errors import InputError
+from entropix_s1.errors import ConfigError, InputError
+from entropix_s1.jsonl import iter_jsonl
+
+if TYPE_CHECKING:  # both import JAX: loaded by the functions that need them
+    from entropix_s1.core.budget import Budget
+    from entropix_s1.core.entropix import EntropixConfig
 
 
 def read_texts(path: str | Path, field: str | None = None, limit: int | None = None) -> list[str]:
     """Texts from a JSONL file: `field`, else the first of text/question/problem/input/prompt."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"calibration texts not found: {p}")
+    keys = [field] if field else ["text", "question", "problem", "input", "prompt"]
     texts = []
-    for n, line in enumerate(p.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{p}:{n}: not valid JSON: {e}") from e
-        keys = [field] if field else ["text", "question", "problem", "input", "prompt"]
-        val = next((obj[k] for k in keys if isinstance(obj, dict) and isinstance(obj.get(k), str)), None)
+    for n, obj in iter_jsonl(path):
+        val = next((obj[k] for k in keys if isinstance(obj.get(k), str)), None)
         if val is None:
-            raise InputError(f"{p}:{n}: no text field (looked for {', '.join(keys)})")
+            raise InputError(f"{path}:{n}: no text field (looked for {', '.join(keys)})")
         texts.append(val)
         if limit and len(texts) >= limit:
             break
     if not texts:
-        raise InputError(f"{p}: no texts")
+        raise InputError(f"{path}: no texts")
     return texts
 
 
@@ -54,6 +50,8 @@ def collect_metrics(model: Any, texts: Iterable[str]) -> tuple[np.ndarray, np.nd
 
 def calibrate(model: Any, texts: Iterable[str], quantiles: Mapping[str, float] | None = None,
               base: EntropixConfig | None = None) -> EntropixConfig:
+    from entropix_s1.core.entropix import calibrate_thresholds
+
     ent, vent = collect_metrics(model, texts)
     return calibrate_thresholds(ent, vent, quantiles=quantiles, base=base)
 
@@ -69,11 +67,37 @@ def save_config(cfg: EntropixConfig, path: str | Path) -> Path:
     return p
 
 
-def load_config(path: str | Path) -> EntropixConfig:
+def _tuples(v: Any) -> Any:
+    return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
+
+
+def load_entropix_config(path: str | Path) -> EntropixConfig:
+    """The EntropixConfig a `save_config` / `entropix-s1 calibrate` JSON file holds (lists become
+    tuples). The one loader, for `generate --entropix-config` and `entropix:calibrated=PATH`:
+    a missing or unreadable file, a JSON value that is not an object, and a key that is not an
+    EntropixConfig field are ConfigErrors naming the file (and the key)."""
+    from entropix_s1.core.entropix import EntropixConfig  # lazy: needs JAX
+
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"entropix config not found: {p}")
-    return EntropixConfig(**json.loads(p.read_text()))
+        raise ConfigError(f"calibration file {p} not found; write one with `entropix-s1 calibrate`")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot read calibration file {p}: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"calibration file {p} must hold a JSON object of EntropixConfig fields, "
+                          f"not a {type(data).__name__}")
+    fields = sorted(f.name for f in dataclasses.fields(EntropixConfig) if f.init)
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        raise ConfigError(f"calibration file {p} does not fit EntropixConfig: unknown key(s) "
+                          f"{', '.join(map(repr, unknown))}; its fields are: {', '.join(fields)}")
+    try:
+        return EntropixConfig(**{k: _tuples(v) for k, v in data.items()})
+    except TypeError as e:
+        raise ConfigError(f"calibration file {p} does not fit EntropixConfig ({e}); "
+                          f"its fields are: {', '.join(fields)}") from None
 
 
 # -- adaptive budget forcing: where is "uncertain" for this model's own end-of-thinking? --------

@@ -52,10 +52,9 @@ runs nothing), and importing this module imports neither.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -197,6 +196,136 @@ def _split_head(spec: str, head: str) -> tuple[str, str | None]:
     raise ConfigError(f"method {spec!r}: unknown family {head!r}; known families: {', '.join(known)}")
 
 
+def _allowed_keys(sampler_kind: str, budget_kind: str | None) -> tuple[str, ...]:
+    allowed = _SAMPLER_KEYS[sampler_kind] + (_BUDGET_KEYS if budget_kind else ()) + _COMMON_KEYS
+    return allowed + _ADAPTIVE_KEYS if budget_kind == "adaptive-budget" else allowed
+
+
+def _unknown_key(spec: str, head: str, key: str, item: str, sampler_kind: str, budget_kind: str | None,
+                 allowed: tuple[str, ...]) -> ConfigError:
+    hint = ""
+    if key in _BUDGET_KEYS and not budget_kind:
+        hint = f" ({key}= belongs to a budget; write e.g. {sampler_kind}+budget:{item} or budget:{item})"
+    elif any(key in keys for keys in _SAMPLER_KEYS.values()):
+        owner = next(f for f, keys in _SAMPLER_KEYS.items() if key in keys)
+        hint = f" ({key}= belongs to the {owner!r} sampler)"
+    return ConfigError(f"method {spec!r}: unknown key {key!r} for family {head!r}{hint}; "
+                       f"valid keys: {', '.join(allowed) or '(none)'}")
+
+
+def _parse_options(spec: str, head: str, rest: str, sampler_kind: str, budget_kind: str | None) -> dict[str, Any]:
+    """`KEY=VALUE,...` -> {canonical key: typed value}, every key checked against the family."""
+    allowed = _allowed_keys(sampler_kind, budget_kind)
+    opts: dict[str, Any] = {}
+    if not rest.strip():
+        return opts
+    for item in rest.split(","):
+        item = item.strip()
+        if not item:
+            raise ConfigError(f"method {spec!r}: empty option (stray ',')")
+        key, eq, raw = item.partition("=")
+        key = _ALIASES.get(key.strip().lower(), key.strip().lower())
+        raw_v = raw.strip() if eq else None
+        if key not in allowed:
+            raise _unknown_key(spec, head, key, item, sampler_kind, budget_kind, allowed)
+        if key in opts:
+            raise ConfigError(f"method {spec!r}: key {key!r} given twice")
+        if raw_v is not None and _FORBIDDEN_VALUE_CHARS & set(raw_v):
+            raise ConfigError(f"method {spec!r}: value {raw_v!r} may not contain , ; {{ }}")
+        opts[key] = _parse_value(spec, key, raw_v)
+    return opts
+
+
+def _normalise_sampler_options(spec: str, sampler_kind: str, opts: dict[str, Any]) -> None:
+    """Range checks happen in the sampler constructors at build time; here only types and defaults."""
+    if opts.get("pause") == "":
+        raise ConfigError(f"method {spec!r}: pause text cannot be empty (EntropixConfig inserts it)")
+    if sampler_kind == "sample":
+        opts.setdefault("t", 1.0)
+        opts["t"] = float(opts["t"])
+    for k in ("top_p", "min_p"):
+        if k in opts:
+            opts[k] = float(opts[k])
+
+
+#: spec key -> Budget field (the adaptive ones only with `adaptive-budget`)
+BUDGET_FIELDS: dict[str, str] = {
+    "max": "max_thinking_tokens",
+    "min": "min_thinking_tokens",
+    "waits": "num_waits",
+    "wait": "wait_text",
+    "answer": "max_answer_tokens",
+    "unc": "uncertain_entropy",
+    "soft": "soft_max_thinking_tokens",
+    "conf": "confident_entropy",
+}
+
+
+def make_budget(options: Mapping[str, Any], *, adaptive: bool = False, factory: Callable[..., Budget] | None = None,
+                **fields: Any) -> Budget:
+    """The one place where budget options become a `Budget`, for `--methods` specs and the CLI's
+    budget flags alike: every key of `options` that names a budget knob (`max`, `min`, `waits`,
+    `wait`, `answer`, `unc`, `soft`, `conf`; see BUDGET_FIELDS) goes to its field, other keys are
+    ignored; `adaptive` sets `mode="adaptive"`; `fields` are passed as they are (format fields such
+    as `think_end`). `factory` builds it: `Budget` (default), or e.g. `model.budget` to start from
+    the model's own delimiters. Validation is the Budget's (ConfigError)."""
+    if factory is None:
+        from entropix_s1.core.budget import Budget as factory  # lazy: budget.py imports JAX
+    kw = {BUDGET_FIELDS[k]: v for k, v in options.items() if k in BUDGET_FIELDS}
+    if adaptive:
+        kw["mode"] = "adaptive"
+    return factory(**kw, **fields)
+
+
+def with_format(budget: Budget | None, base: Budget | None) -> Budget | None:
+    """`budget` with the format fields of `base` (`think_start`, `think_end`, `answer_prefix`,
+    `cap_with_delimiter`): a method's numbers in the model's format. Either None: `budget`."""
+    if budget is None or base is None:
+        return budget
+    return dataclasses.replace(budget, think_start=base.think_start, think_end=base.think_end,
+                               answer_prefix=base.answer_prefix, cap_with_delimiter=base.cap_with_delimiter)
+
+
+def model_format(model: Any) -> Budget | None:
+    """The model's `default_budget` (attribute or callable), or None when it has none."""
+    from entropix_s1.core.budget import Budget
+
+    b = getattr(model, "default_budget", None)
+    if callable(b):
+        b = b()
+    return b if isinstance(b, Budget) else None
+
+
+def _drop_defaults(opts: dict[str, Any], budget_kind: str | None, wait_text: str) -> None:
+    """Drop default values from the options, so the canonical name is the shortest one."""
+    if opts.get("wait") == wait_text:
+        del opts["wait"]
+    if opts.get("waits") == 0:
+        del opts["waits"]
+    if opts.get("min") == 0:
+        del opts["min"]
+    if budget_kind and not any(k in opts for k in ("max", "min", "waits")):
+        opts["waits"] = 0  # keep the spec parseable: budget:waits=0
+
+
+def _max_new_tokens(spec: str, opts: dict[str, Any], budget: Budget, default: int | None) -> int:
+    if "max_new" in opts:
+        if opts["max_new"] < 1:
+            raise ConfigError(f"method {spec!r}: max_new must be >= 1, got {opts['max_new']}")
+        return opts["max_new"]
+    if budget.max_thinking_tokens is not None:
+        return budget.max_thinking_tokens + (budget.max_answer_tokens or DEFAULT_ANSWER_TOKENS) + _FORCED_SLACK
+    max_new = default or DEFAULT_MAX_NEW_TOKENS
+    if budget.min_thinking_tokens:
+        max_new = max(max_new, budget.min_thinking_tokens + DEFAULT_ANSWER_TOKENS + _FORCED_SLACK)
+    return max_new
+
+
+def _render(head: str, opts: dict[str, Any], keys: Iterable[str]) -> str:
+    items = [k if (k == "calibrated" and opts[k] is True) else f"{k}={_fmt_value(k, opts[k])}" for k in keys]
+    return head + (":" + ",".join(items) if items else "")
+
+
 def parse_spec(spec: str, *, default_max_new_tokens: int | None = None) -> MethodSpec:
     """Parse one method spec (see the module docstring) without building its sampler.
 
@@ -211,145 +340,26 @@ def parse_spec(spec: str, *, default_max_new_tokens: int | None = None) -> Metho
     head, _, rest = spec.partition(":")
     head = head.strip().lower()
     sampler_kind, budget_kind = _split_head(spec, head)
-    allowed = _SAMPLER_KEYS[sampler_kind] + (_BUDGET_KEYS if budget_kind else ()) + _COMMON_KEYS
-    if budget_kind == "adaptive-budget":
-        allowed += _ADAPTIVE_KEYS
-    opts: dict[str, Any] = {}
-    if rest.strip():
-        for item in rest.split(","):
-            item = item.strip()
-            if not item:
-                raise ConfigError(f"method {spec!r}: empty option (stray ',')")
-            key, eq, raw = item.partition("=")
-            key = _ALIASES.get(key.strip().lower(), key.strip().lower())
-            raw_v = raw.strip() if eq else None
-            if key not in allowed:
-                hint = ""
-                if key in _BUDGET_KEYS and not budget_kind:
-                    hint = f" ({key}= belongs to a budget; write e.g. {sampler_kind}+budget:{item} or budget:{item})"
-                elif any(key in keys for keys in _SAMPLER_KEYS.values()):
-                    owner = next(f for f, keys in _SAMPLER_KEYS.items() if key in keys)
-                    hint = f" ({key}= belongs to the {owner!r} sampler)"
-                raise ConfigError(
-                    f"method {spec!r}: unknown key {key!r} for family {head!r}{hint}; "
-                    f"valid keys: {', '.join(allowed) or '(none)'}"
-                )
-            if key in opts:
-                raise ConfigError(f"method {spec!r}: key {key!r} given twice")
-            if raw_v is not None and _FORBIDDEN_VALUE_CHARS & set(raw_v):
-                raise ConfigError(f"method {spec!r}: value {raw_v!r} may not contain , ; {{ }}")
-            opts[key] = _parse_value(spec, key, raw_v)
-
-    if opts.get("pause") == "":
-        raise ConfigError(f"method {spec!r}: pause text cannot be empty (EntropixConfig inserts it)")
-    # sampler options (range checks happen in the sampler constructors at build time)
-    if sampler_kind == "sample":
-        opts.setdefault("t", 1.0)
-        opts["t"] = float(opts["t"])
-    for k in ("top_p", "min_p"):
-        if k in opts:
-            opts[k] = float(opts[k])
-
-    # budget
-    b_kwargs: dict[str, Any] = {}
-    if budget_kind:
-        if not any(k in opts for k in ("max", "min", "waits")):
-            raise ConfigError(f"method {spec!r}: a budget needs at least one of max=, min=, waits=")
-        if "max" in opts:
-            b_kwargs["max_thinking_tokens"] = opts["max"]
-        if "min" in opts:
-            b_kwargs["min_thinking_tokens"] = opts["min"]
-        if "waits" in opts:
-            b_kwargs["num_waits"] = opts["waits"]
-        if "wait" in opts:
-            b_kwargs["wait_text"] = opts["wait"]
-        if "answer" in opts:
-            b_kwargs["max_answer_tokens"] = opts["answer"]
-        if budget_kind == "adaptive-budget":
-            b_kwargs["mode"] = "adaptive"
-            for key, field in (("unc", "uncertain_entropy"), ("soft", "soft_max_thinking_tokens"),
-                               ("conf", "confident_entropy")):
-                if key in opts:
-                    b_kwargs[field] = opts[key]
-
-    budget = Budget(**b_kwargs)  # validates (ConfigError)
-
-    # drop defaults from the canonical name
-    default_budget = Budget()
-    if opts.get("wait") == default_budget.wait_text:
-        del opts["wait"]
-    if opts.get("waits") == 0:
-        del opts["waits"]
-    if opts.get("min") == 0:
-        del opts["min"]
+    opts = _parse_options(spec, head, rest, sampler_kind, budget_kind)
+    _normalise_sampler_options(spec, sampler_kind, opts)
     if budget_kind and not any(k in opts for k in ("max", "min", "waits")):
-        opts["waits"] = 0  # keep the spec parseable: budget:waits=0
-
-    if "max_new" in opts:
-        max_new = opts["max_new"]
-        if max_new < 1:
-            raise ConfigError(f"method {spec!r}: max_new must be >= 1, got {max_new}")
-    elif budget.max_thinking_tokens is not None:
-        max_new = budget.max_thinking_tokens + (budget.max_answer_tokens or DEFAULT_ANSWER_TOKENS) + _FORCED_SLACK
-    else:
-        max_new = default_max_new_tokens or DEFAULT_MAX_NEW_TOKENS
-        if budget.min_thinking_tokens:
-            max_new = max(max_new, budget.min_thinking_tokens + DEFAULT_ANSWER_TOKENS + _FORCED_SLACK)
-
+        raise ConfigError(f"method {spec!r}: a budget needs at least one of max=, min=, waits=")
+    budget = make_budget(opts, adaptive=budget_kind == "adaptive-budget")  # validates (ConfigError)
+    _drop_defaults(opts, budget_kind, Budget().wait_text)
+    max_new = _max_new_tokens(spec, opts, budget, default_max_new_tokens)
     if budget_kind:
         canon_head = budget_kind if sampler_kind == "greedy" else f"{sampler_kind}+{budget_kind}"
     else:
         canon_head = sampler_kind
-
-    def render(keys: Iterable[str]) -> str:
-        items = []
-        for k in keys:
-            v = _fmt_value(k, opts[k])
-            items.append(k if (k == "calibrated" and opts[k] is True) else f"{k}={v}")
-        return canon_head + (":" + ",".join(items) if items else "")
-
     ordered = [k for k in _KEY_ORDER if k in opts]
-    name = render(ordered)
-    family = render([k for k in ordered if k not in _SCALE_KEYS])
-    sampler_options = tuple((k, opts[k]) for k in ordered if k in _SAMPLER_KEYS[sampler_kind])
     return MethodSpec(
-        name=name,
-        family=family,
+        name=_render(canon_head, opts, ordered),
+        family=_render(canon_head, opts, [k for k in ordered if k not in _SCALE_KEYS]),
         sampler_kind=sampler_kind,
-        sampler_options=sampler_options,
+        sampler_options=tuple((k, opts[k]) for k in ordered if k in _SAMPLER_KEYS[sampler_kind]),
         budget=budget,
         max_new_tokens=max_new,
     )
-
-
-def _jsonable_to_config(v: Any) -> Any:
-    if isinstance(v, list):
-        return tuple(_jsonable_to_config(x) for x in v)
-    return v
-
-
-def _load_calibrated(path: Path, spec_name: str) -> Any:
-    from entropix_s1.core.entropix import EntropixConfig  # lazy: needs JAX
-
-    if not path.is_file():
-        raise ConfigError(
-            f"method {spec_name!r}: calibration file {path} not found; write it with the calibrate "
-            "command, or give its path (entropix:calibrated=PATH, or $ENTROPIX_S1_CALIBRATION)"
-        )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"method {spec_name!r}: cannot read calibration file {path}: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"method {spec_name!r}: calibration file {path} must hold a JSON object")
-    try:
-        return EntropixConfig(**{k: _jsonable_to_config(v) for k, v in data.items()})
-    except TypeError as e:
-        fields = sorted(f.name for f in dataclasses.fields(EntropixConfig))
-        raise ConfigError(
-            f"method {spec_name!r}: calibration file {path} does not fit EntropixConfig ({e}); "
-            f"its fields are: {', '.join(fields)}"
-        ) from None
 
 
 def build_method(spec: MethodSpec) -> Method:
@@ -376,8 +386,18 @@ def build_method(spec: MethodSpec) -> Method:
         if cal is None:
             sampler = EntropixConfig()
         else:
+            from entropix_s1.research.calibrate import load_entropix_config
+
             path = default_calibration_path() if cal is True else Path(cal).expanduser()
-            sampler = _load_calibrated(path, spec.name)
+            if not path.is_file():
+                raise ConfigError(
+                    f"method {spec.name!r}: calibration file {path} not found; write it with the calibrate "
+                    "command, or give its path (entropix:calibrated=PATH, or $ENTROPIX_S1_CALIBRATION)"
+                )
+            try:
+                sampler = load_entropix_config(path)
+            except ConfigError as e:
+                raise ConfigError(f"method {spec.name!r}: {e}") from None
         if "pause" in opts:
             try:
                 sampler = dataclasses.replace(sampler, pause_text=opts["pause"])

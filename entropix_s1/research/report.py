@@ -1,0 +1,244 @@
+"""The report of a comparison: `summary.md` and `scaling.png`, rebuilt from `results.jsonl` alone.
+
+`summary.md`: per method n, accuracy with a 95% Wilson interval, mean thinking/answer tokens,
+waits, pauses, Control; per family Scaling, Performance, Control (`s1_metrics`).
+`scaling.png`: accuracy vs mean thinking tokens, one line per family, 95% CI error bars (s1's
+Figure 1 layout). matplotlib is imported only when a plot is drawn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from entropix_s1.errors import ConfigError
+from entropix_s1.research.methods import parse_spec
+from entropix_s1.research.s1_metrics import FamilyMetrics, MethodPoint, family_metrics, method_point
+from entropix_s1.research.store import RESULTS_FILE, read_results, read_run_info, write_atomic
+
+__all__ = ["SUMMARY_FILE", "PLOT_FILE", "CompareSummary", "summarize", "plot_points", "save_report"]
+
+SUMMARY_FILE = "summary.md"
+PLOT_FILE = "scaling.png"
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareSummary:
+    """What `summarize` computed and where it wrote it."""
+
+    out_dir: Path
+    dataset: str | None
+    points: tuple[MethodPoint, ...]
+    families: tuple[FamilyMetrics, ...]
+    n_results: int
+    summary_path: Path
+    plot_path: Path | None
+
+    def point(self, method: str) -> MethodPoint:
+        for p in self.points:
+            if p.method == method:
+                return p
+        raise KeyError(method)
+
+    def family(self, family: str) -> FamilyMetrics:
+        for f in self.families:
+            if f.family == family:
+                return f
+        raise KeyError(family)
+
+
+def _method_order(out_dir: Path, records: list[dict[str, Any]]) -> list[str]:
+    order = [str(m) for m in read_run_info(out_dir).get("methods", [])]
+    present = []
+    for r in records:
+        if r["method"] not in present:
+            present.append(r["method"])
+    return [m for m in order if m in present] + [m for m in present if m not in order]
+
+
+def _family_and_bounds(recs: list[dict[str, Any]], method: str) -> tuple[str, int | None, int | None]:
+    first = recs[0]
+    if "family" in first and "budget_max" in first:
+        return str(first["family"]), first.get("budget_min"), first.get("budget_max")
+    try:  # older / hand-made files: recover from the canonical name
+        spec = parse_spec(method)
+        return spec.family, spec.budget.min_thinking_tokens or None, spec.budget.max_thinking_tokens
+    except ConfigError:
+        return method, None, None
+
+
+def _points(out_dir: Path, records: list[dict[str, Any]]) -> list[MethodPoint]:
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_method.setdefault(str(r["method"]), []).append(r)
+    points = []
+    for m in _method_order(out_dir, records):
+        recs = by_method[m]
+        family, bmin, bmax = _family_and_bounds(recs, m)
+        points.append(
+            method_point(
+                m,
+                family,
+                [bool(r.get("correct")) for r in recs],
+                [int(r.get("thinking_tokens") or 0) for r in recs],
+                budget_min=bmin,
+                budget_max=bmax,
+                answer_tokens=[int(r.get("answer_tokens") or 0) for r in recs],
+                waits=[int(r.get("waits") or 0) for r in recs],
+                pauses=[int(r.get("pauses") or 0) for r in recs],
+                errors=sum(1 for r in recs if r.get("error")),
+                seconds=[float(r.get("seconds") or 0.0) for r in recs],
+            )
+        )
+    return points
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"
+
+
+def _md_escape(s: str) -> str:
+    return s.replace("|", "\\|")
+
+
+def _summary_markdown(dataset: str | None, points: list[MethodPoint], families: list[FamilyMetrics],
+                      n_results: int, plot: bool) -> str:
+    lines = [f"# entropix-s1 compare: {dataset or 'unknown dataset'}", ""]
+    lines.append(f"{n_results} results from `{RESULTS_FILE}`; accuracy intervals are 95% Wilson score intervals.")
+    lines.append("")
+    if not points:
+        lines.append("No results yet.")
+        return "\n".join(lines) + "\n"
+    lines += [
+        "## Methods",
+        "",
+        "| method | n | accuracy | 95% CI | mean thinking tokens | mean answer tokens | waits | pauses "
+        "| Control | errors | s/problem |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in points:
+        lines.append(
+            f"| `{_md_escape(p.method)}` | {p.n} | {_pct(p.accuracy)} | {_pct(p.ci_low)} – {_pct(p.ci_high)} "
+            f"| {p.mean_thinking_tokens:.1f} | {p.mean_answer_tokens:.1f} | {p.mean_waits:.2f} | {p.mean_pauses:.2f} "
+            f"| {_pct(p.control)} | {p.errors} | {p.seconds_per_problem:.3f} |"
+        )
+    lines += [
+        "",
+        "## Families (s1 section 3.2)",
+        "",
+        "| family | methods | Scaling (acc. points per 1k thinking tokens) | Performance | Control |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for f in families:
+        sc = "—" if f.scaling is None else f"{f.scaling * 100 * 1000:+.2f}"
+        lines.append(f"| `{_md_escape(f.family)}` | {len(f.methods)} | {sc} | {_pct(f.performance)} | {_pct(f.control)} |")
+    lines += [
+        "",
+        "Control: share of runs whose thinking tokens stay within the method's [min, max] budget "
+        "(— when no bound is set). Scaling: mean slope of accuracy over all pairs of a family's "
+        "methods ordered by mean thinking tokens (— with fewer than two distinct points). "
+        "Performance: the family's best accuracy.",
+    ]
+    if plot:
+        lines += ["", f"![accuracy vs thinking tokens]({PLOT_FILE})"]
+    return "\n".join(lines) + "\n"
+
+
+def _short_label(method: str, family: str) -> str:
+    if method == family:
+        return ""
+    head, _, opts = method.partition(":")
+    fam_opts = set(family.partition(":")[2].split(","))
+    return ",".join(o for o in opts.split(",") if o not in fam_opts)
+
+
+def plot_points(ax: Any, points: Sequence[MethodPoint], families: Sequence[FamilyMetrics], title: str = "",
+                colors: Any = None) -> None:
+    """Accuracy (95% Wilson error bars) vs mean thinking tokens, one line per method family, on a
+    matplotlib Axes: the picture of s1's Figure 1, shared by `scaling.png` and multi-panel reports.
+    `colors`: optional callable family -> colour, to keep a family's colour across panels."""
+    by_name = {p.method: p for p in points}
+    xs_all = []
+    for f in families:
+        ps = sorted((by_name[m] for m in f.methods if by_name[m].n), key=lambda p: p.mean_thinking_tokens)
+        if not ps:
+            continue
+        x = [p.mean_thinking_tokens for p in ps]
+        y = [100 * p.accuracy for p in ps]
+        yerr = [[max(0.0, 100 * (p.accuracy - p.ci_low)) for p in ps],
+                [max(0.0, 100 * (p.ci_high - p.accuracy)) for p in ps]]
+        xs_all += x
+        ax.errorbar(x, y, yerr=yerr, marker="o", capsize=3, linewidth=1.5, label=f.family,
+                    color=colors(f.family) if colors else None)
+        for k, (p, xi, yi) in enumerate(zip(ps, x, y, strict=True)):
+            lab = _short_label(p.method, f.family)
+            if lab:  # staggered up/down so the labels of neighbouring points do not overprint
+                ax.annotate(lab, (xi, yi), textcoords="offset points", xytext=(4, (4, -11, 14)[k % 3]), fontsize=7)
+    if xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) > 8:
+        from matplotlib.ticker import ScalarFormatter
+
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.set_xlabel("mean thinking tokens")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if families:
+        ax.legend(fontsize=8, loc="best")
+
+
+def save_report(fig: Any, img: str | os.PathLike[str], md_lines: Sequence[str], md: str | os.PathLike[str]) -> None:
+    """Write a multi-panel report: the figure (tight layout, 110 dpi) and its markdown, then print both paths."""
+    img, md = Path(img), Path(md)
+    fig.tight_layout()
+    img.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(img, dpi=110)
+    md.write_text("\n".join(md_lines) + "\n")
+    print(img)
+    print(md)
+
+
+def _plot(path: Path, dataset: str | None, points: list[MethodPoint], families: list[FamilyMetrics]) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 4.8))
+    FigureCanvasAgg(fig)
+    plot_points(fig.add_subplot(1, 1, 1), points, families,
+                f"{dataset or ''}: accuracy vs thinking tokens (95% Wilson CI)".strip(": "))
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    os.replace(tmp, path)
+
+
+def summarize(out_dir: str | os.PathLike[str]) -> CompareSummary:
+    """Rebuild summary.md and scaling.png of `out_dir` from its results.jsonl alone."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise ConfigError(f"{out} is not a directory with compare results")
+    records = read_results(out)
+    dataset = read_run_info(out).get("dataset")
+    if dataset is None and records:
+        dataset = records[0].get("dataset")
+    points = _points(out, records)
+    families = family_metrics(points)
+    plot_path: Path | None = None
+    if points:
+        plot_path = out / PLOT_FILE
+        _plot(plot_path, dataset, points, families)
+    summary_path = out / SUMMARY_FILE
+    write_atomic(summary_path,
+                  _summary_markdown(dataset, points, families, len(records), plot_path is not None).encode("utf-8"))
+    return CompareSummary(
+        out_dir=out,
+        dataset=dataset,
+        points=tuple(points),
+        families=tuple(families),
+        n_results=len(records),
+        summary_path=summary_path,
+        plot_path=plot_path,
+    )
