@@ -34,12 +34,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from entropix_s1.errors import ConfigError
+from entropix_s1.core.codes import ADAPTIVE, ARGMAX, BRANCH, HOT, PAUSE
+from entropix_s1.core.codes import ENTROPIX_REGIMES as REGIME_NAMES
+from entropix_s1.core.controllers.pause import EntropixPause
 from entropix_s1.core.metrics import AttentionMetrics, LogitMetrics, row_is_valid, to_bits
-from entropix_s1.core.sampling import FALLBACK_TOKEN, as_row_keys, categorical, greedy, process_logits, sample_with, split_rows
-
-ARGMAX, PAUSE, BRANCH, HOT, ADAPTIVE = 0, 1, 2, 3, 4
-REGIME_NAMES: tuple[str, ...] = ("argmax", "pause", "branch", "hot", "adaptive")
+from entropix_s1.core.sampling import (FALLBACK_TOKEN, Sampler, SamplerInput, as_row_keys, categorical, greedy,
+                                       process_logits, sample_with, split_rows)
+from entropix_s1.errors import ConfigError
 
 LN2 = math.log(2.0)
 BranchMode = Literal["top_k", "sampled"]
@@ -515,10 +516,49 @@ def score_paths(
 
 
 @dataclasses.dataclass(frozen=True)
-class EntropixSampler:
-    """Per-row entropix sampler; hashable, usable as a static jit argument."""
+class EntropixSampler(Sampler):
+    """Per-row entropix sampler; hashable, usable as a static jit argument. It brings the pause
+    controller into the loop and runs its own branch roll-out (`propose`)."""
 
     cfg: EntropixConfig = dataclasses.field(default_factory=EntropixConfig)
+
+    @property
+    def lookahead_slots(self) -> int:  # a branch roll-out writes branch_depth slots
+        return max(1, self.cfg.branch_depth)
+
+    @property
+    def pause_text(self) -> str:
+        return self.cfg.pause_text
+
+    def metric_layers(self, n_layers: int) -> tuple[int, ...]:
+        return self.cfg.layer_indices(n_layers)
+
+    def controllers(self) -> tuple[EntropixPause, ...]:
+        return (EntropixPause(max_pauses=self.cfg.max_pauses, cooldown=self.cfg.pause_cooldown),)
+
+    def propose(self, step: SamplerInput) -> tuple[jax.Array, jax.Array]:
+        """The regime's token per row; BRANCH rows get the best-scoring candidate's first token
+        after a greedy roll-out of `branch_depth` - 1 steps (run only when some row branches)."""
+        keys_B2 = split_rows(step.rng_B, 2)  # distinct keys for the sampler and the branch candidates
+        tok_B, regime_B = self.get_next_tokens(step.logits_BV, step.metrics, step.attention, keys_B2[:, 0])
+        branch_B = (regime_B == BRANCH) & step.active_B
+
+        def roll_out(_):
+            return jnp.where(branch_B, self._best_branch(step, keys_B2[:, 1]), tok_B)
+
+        return jax.lax.cond(jnp.any(branch_B), roll_out, lambda _: tok_B, None), regime_B
+
+    def _best_branch(self, step: SamplerInput, rng_B: jax.Array) -> jax.Array:
+        """score_paths over the candidates' roll-outs; the winner's first token. [B]"""
+        cfg = self.cfg
+        cand_BN = branch_candidates(step.logits_BV, rng_B, cfg, step.attention)
+        b, n = cand_BN.shape
+        logp_BV = jax.nn.log_softmax(step.logits_BV)
+        logprobs, entropies = step.lookahead.greedy_paths(cand_BN, step.active_B, cfg.branch_depth)
+        logprobs = [jnp.take_along_axis(logp_BV, cand_BN, axis=1)] + logprobs
+        entropies = [jnp.broadcast_to(step.metrics.entropy_B[:, None], (b, n))] + entropies
+        score_BN = score_paths(jnp.stack(logprobs, -1), jnp.stack(entropies, -1), cfg)
+        return jnp.take_along_axis(cand_BN, jnp.argmax(score_BN, axis=1)[:, None], axis=1)[:, 0]
 
     def get_next_tokens(
         self, logits_BV: jax.Array, logit_m: LogitMetrics, attn_m: AttentionMetrics, rng_B: jax.Array

@@ -17,6 +17,7 @@ rows: `greedy` and `categorical` return token 0 for them. Call `row_is_valid(log
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from typing import Any
@@ -24,13 +25,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from entropix_s1.core import codes
+from entropix_s1.core.metrics import AttentionMetrics, LogitMetrics, row_is_valid
 from entropix_s1.errors import ConfigError
-from entropix_s1.core.metrics import row_is_valid
 
 __all__ = [
     "FALLBACK_TOKEN",
     "Greedy",
     "Sample",
+    "Sampler",
+    "SamplerInput",
     "apply_temperature",
     "as_row_keys",
     "categorical",
@@ -180,8 +184,51 @@ def _is_real(x: Any) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
-class Greedy:
+class SamplerInput:
+    """What the loop hands a sampler at one step.
+
+    logits_BV: float32, possibly with tokens a controller suppressed set to -inf; metrics: the
+    logit metrics of the distribution before suppression; attention: the attention metrics of
+    the forward pass that produced the logits; rng_B: one key per row, (seed, step, row);
+    active_B: rows still generating; lookahead: the model and cache, for samplers that look ahead.
+    """
+
+    logits_BV: jax.Array
+    metrics: LogitMetrics
+    attention: AttentionMetrics
+    rng_B: jax.Array
+    active_B: jax.Array
+    lookahead: Any = None
+
+
+class Sampler(abc.ABC):
+    """A sampling method: one frozen (hashable, static) class with one loop-facing method."""
+
+    @abc.abstractmethod
+    def propose(self, step: SamplerInput) -> tuple[jax.Array, jax.Array]:
+        """(token_B int32, regime_B int32 code from `codes`) per row."""
+
+    #: cache slots one step may write past the current one (look-ahead roll-outs write more)
+    lookahead_slots: int = 1
+
+    def metric_layers(self, n_layers: int) -> tuple[int, ...]:
+        """Layers whose attention metrics the loop must compute (none by default)."""
+        return ()
+
+    def controllers(self) -> tuple[Any, ...]:
+        """Controllers the sampler brings into the loop (entropix: its pause)."""
+        return ()
+
+    #: text a pause controller of this sampler forces ("" when it has none)
+    pause_text: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Greedy(Sampler):
     """argmax sampling (hashable; usable as a static jit argument)."""
+
+    def propose(self, step: SamplerInput) -> tuple[jax.Array, jax.Array]:
+        return greedy(step.logits_BV), jnp.full(step.active_B.shape, codes.GREEDY, jnp.int32)
 
     def get_next_tokens(self, logits_BV: jax.Array, rng_B: jax.Array | None = None) -> jax.Array:
         del rng_B
@@ -189,7 +236,7 @@ class Greedy:
 
 
 @dataclasses.dataclass(frozen=True)
-class Sample:
+class Sample(Sampler):
     """Temperature sampling with optional min-p, top-k and top-p (applied in that order).
 
     temperature == 0 means greedy. Validated at construction (ConfigError): temperature finite
@@ -214,6 +261,10 @@ class Sample:
         m = self.min_p
         if m is not None and (not _is_real(m) or not 0.0 <= m < 1.0):
             raise ConfigError(f"Sample.min_p must be in [0, 1) or None, got {m!r}")
+
+    def propose(self, step: SamplerInput) -> tuple[jax.Array, jax.Array]:
+        regime = codes.GREEDY if self.temperature == 0 else codes.SAMPLE
+        return self.get_next_tokens(step.logits_BV, step.rng_B), jnp.full(step.active_B.shape, regime, jnp.int32)
 
     def get_next_tokens(self, logits_BV: jax.Array, rng_B: jax.Array) -> jax.Array:
         if self.temperature == 0:

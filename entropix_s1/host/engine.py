@@ -16,9 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from entropix_s1.core import budget as B_
+from entropix_s1.core import codes
 from entropix_s1.core import decode as D
 from entropix_s1.core.budget import Budget
+from entropix_s1.core.controllers import budget_controllers
 from entropix_s1.io.checkpoint import load_checkpoint, sha256_files
 from entropix_s1.core.config import ModelConfig
 from entropix_s1.core.entropix import EntropixConfig, EntropixSampler
@@ -26,7 +27,8 @@ from entropix_s1.errors import CheckpointError, ConfigError, InputError
 from entropix_s1.core.metrics import logit_metrics
 from entropix_s1.core.model import Params, score_logits
 from entropix_s1.results import GenerationResult, TraceStep
-from entropix_s1.core.sampling import Greedy, Sample
+from entropix_s1.core.sampling import Greedy, Sample, Sampler
+from entropix_s1.core.tables import TokenTables, bucket
 
 Message = dict[str, str]
 Prompt = Union[str, Sequence[Message]]
@@ -44,9 +46,9 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def resolve_sampler(sampler: SamplerLike) -> D.Sampler:
+def resolve_sampler(sampler: SamplerLike) -> Sampler:
     """"greedy" | "sample" | "entropix" | a sampler or config object -> a hashable sampler."""
-    if isinstance(sampler, (Greedy, Sample, EntropixSampler)):
+    if isinstance(sampler, Sampler):
         return sampler
     if isinstance(sampler, EntropixConfig):
         return EntropixSampler(sampler)
@@ -60,11 +62,28 @@ def resolve_sampler(sampler: SamplerLike) -> D.Sampler:
 
 
 @dataclasses.dataclass
-class _Row:
+class Row:
+    """One prompt as the loop sees it: its rendered text, token ids and budget (or its error)."""
+
     prompt: str
     ids: list[int]
     budget: Budget | None
     error: str | None = None
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A validated, tokenised batch (`Model.prepare`): every row, error rows included, and the
+    loop's static spec and array inputs for the good rows (None when no row is good)."""
+
+    rows: list[Row]
+    spec: D.LoopSpec | None
+    inputs: D.LoopInputs | None
+    stop: tuple[str, ...] = ()
+
+    @property
+    def good(self) -> list[Row]:
+        return [r for r in self.rows if not r.error]
 
 
 class Model:
@@ -154,7 +173,7 @@ class Model:
     def _encode(self, s: str) -> list[int]:
         return self.tokenizer.encode(s, add_special_tokens=False) if s else []
 
-    def _tables(self, budget: Budget | None, sampler: D.Sampler, stop: Sequence[str], ignore_eos: bool) -> B_.TokenTables:
+    def _tables(self, budget: Budget | None, sampler: Sampler, stop: Sequence[str], ignore_eos: bool) -> TokenTables:
         b = budget or Budget()
         delims = []
         for d in b.think_end:
@@ -162,15 +181,14 @@ class Model:
             if not ids:
                 raise InputError(f"think_end delimiter {d!r} tokenizes to nothing")
             delims.append(ids)
-        pause = self._encode(sampler.cfg.pause_text) if isinstance(sampler, EntropixSampler) else []
         cap = (delims[0] if b.cap_with_delimiter else []) + self._encode(b.answer_prefix)
         wait = self._encode(b.wait_text)
-        forced = [self._encode(b.think_start), cap, wait, pause, cap, wait]  # order: budget.SEQ_*
+        forced = [self._encode(b.think_start), cap, wait, self._encode(sampler.pause_text), cap, wait]  # codes.SEQ_*
         eos = [] if ignore_eos else sorted(set(self.tokenizer.eos_ids) | set(self.config.eos_token_ids))
         stops = [self._encode(s) for s in stop if s]
-        return B_.TokenTables.build(forced, delims if budget else [], stops, eos)
+        return TokenTables.build(forced, delims if budget else [], stops, eos)
 
-    def _rows(self, prompts, budgets, raw, prefill, system, template_vars, max_new) -> list[_Row]:
+    def _rows(self, prompts, budgets, raw, prefill, system, template_vars, max_new) -> list[Row]:
         rows = []
         for p, bud in zip(prompts, budgets):
             if isinstance(p, (list, tuple)) and p and all(isinstance(t, (int, np.integer)) for t in p):
@@ -179,7 +197,7 @@ class Model:
                 err = f"token ids out of range: {bad[:3]}" if bad else None
                 if not err and len(ids) + max_new > self.config.max_position_embeddings:
                     err = f"prompt of {len(ids)} tokens + max_new_tokens {max_new} exceeds the model context"
-                rows.append(_Row(f"<{len(ids)} token ids>", ids if not err else [], bud, error=err))
+                rows.append(Row(f"<{len(ids)} token ids>", ids if not err else [], bud, error=err))
                 continue
             try:
                 text = self.tokenizer.render(p, raw=raw, system=system, prefill=prefill, **(template_vars or {}))
@@ -189,9 +207,9 @@ class Model:
                 if not ids:
                     raise InputError("prompt tokenizes to nothing")
                 self._check_context(len(ids), max_new)
-                rows.append(_Row(text, ids, bud))
+                rows.append(Row(text, ids, bud))
             except InputError as e:
-                rows.append(_Row(p if isinstance(p, str) else str(p), [], bud, error=str(e)))
+                rows.append(Row(p if isinstance(p, str) else str(p), [], bud, error=str(e)))
         return rows
 
     def generate(
@@ -221,21 +239,24 @@ class Model:
             after the chat template's generation prompt (e.g. "<think>I know this").
         on_error: "raise" stops on the first bad prompt before any compute; "row" returns an error
             result for that row and runs the others.
-        progress: a progress bar (runs the loop in chunks; same tokens). None: on when stderr is a
-            terminal and the generation is long or batched.
+        progress: a progress bar with tokens/s (runs the loop in chunks; same tokens). None: on
+            when stderr is a terminal and the run is long enough to wait for.
         """
-        rows, smp, tables, max_new, seed, stop = self._plan(
-            prompts, sampler=sampler, budget=budget, max_new_tokens=max_new_tokens, seed=seed, ignore_eos=ignore_eos,
-            raw=raw, prefill=prefill, system=system, stop=stop, template_vars=template_vars, on_error=on_error)
-        good = [r for r in rows if not r.error]
-        outs = iter(self._run(good, smp, tables, max_new, seed, stop, progress) if good else [])
+        plan = self.prepare(prompts, sampler=sampler, budget=budget, max_new_tokens=max_new_tokens, seed=seed,
+                            ignore_eos=ignore_eos, raw=raw, prefill=prefill, system=system, stop=stop,
+                            template_vars=template_vars, on_error=on_error)
+        outs = iter(self._results(plan, self._decode(plan, progress)) if plan.spec is not None else [])
         return [GenerationResult(r.prompt, (), "", "", "", 0, 0, 0, 0, "error", (), r.error) if r.error else next(outs)
-                for r in rows]
+                for r in plan.rows]
 
-    def _plan(self, prompts, *, sampler: SamplerLike = "greedy", budget=None, max_new_tokens: int = 256,
-              seed: int = 0, ignore_eos: bool = False, raw: bool = False, prefill: str = "",
-              system: str | None = None, stop: Sequence[str] = (), template_vars=None, on_error: str = "raise"):
-        """Validate and tokenise everything before any compute (errors name the bad input)."""
+    def prepare(self, prompts: Prompt | Sequence[Prompt], *, sampler: SamplerLike = "greedy",
+                budget: Budget | Sequence[Budget | None] | None = None, max_new_tokens: int = 256, seed: int = 0,
+                ignore_eos: bool = False, raw: bool = False, prefill: str = "", system: str | None = None,
+                stop: Sequence[str] = (), template_vars: dict[str, Any] | None = None,
+                on_error: Literal["raise", "row"] = "raise") -> Prepared:
+        """Validate and tokenise everything before any compute (errors name the bad input) and
+        build the loop's spec and inputs; arguments as for `generate`. Run it with
+        `core.decode.generate_arrays(plan.spec, model.params, plan.inputs)`."""
         single = isinstance(prompts, str) or (prompts and isinstance(prompts[0], (dict, int, np.integer)))
         plist: list[Prompt] = [prompts] if single else list(prompts)  # type: ignore[list-item]
         if not plist:
@@ -250,15 +271,18 @@ class Model:
         if len(shared) > 1:
             raise ConfigError("per-row budgets may differ in numbers only: think_start, think_end, wait_text, "
                               "answer_prefix and cap_with_delimiter must be the same for every row of a batch")
-        ref_budget = next((b for b in budgets if b is not None), None)
         smp = resolve_sampler(sampler)
         rows = self._rows(plist, budgets, raw, prefill, system, template_vars, max_new_tokens)
         bad = [(i, r.error) for i, r in enumerate(rows) if r.error]
         if bad and on_error == "raise":
             i, err = bad[0]
             raise InputError(f"prompt {i}: {err}" if len(rows) > 1 else err)
-        tables = self._tables(ref_budget, smp, stop, ignore_eos)
-        return rows, smp, tables, max_new_tokens, seed, stop
+        tables = self._tables(next((b for b in budgets if b is not None), None), smp, stop, ignore_eos)
+        good = [r for r in rows if not r.error]
+        if not good:
+            return Prepared(rows, None, None, tuple(stop))
+        spec = self._spec(smp, good, max_new_tokens)
+        return Prepared(rows, spec, self._inputs(spec, good, tables, max_new_tokens, seed), tuple(stop))
 
     def chat(self, messages: Sequence[Message], **kw: Any) -> GenerationResult:
         """One conversation through the chat template; keyword arguments as for `generate`."""
@@ -273,137 +297,106 @@ class Model:
         """
         if kw.get("on_error", "raise") != "raise":
             raise InputError("stream: on_error must be 'raise' (one prompt)")
-        plan = self._plan([prompt], **kw)
-        rows, smp, tables, max_new, seed, stop = plan
-        spec, params, tables, toks, valid, rb, mx = self._loop_args(rows, smp, tables, max_new)
-        key = jax.random.key(seed)
-        st = D.init_state(spec, params, tables, toks, valid, rb, mx)
+        plan = self.prepare([prompt], **kw)
         shown = ""
-        while True:
-            st = D.run_chunk(spec, params, tables, rb, mx, key, st, st.step + chunk_steps)
+        for st in self._chunks(plan, chunk_steps):
             n, done = jax.device_get((st.n_out_B[0], st.done_B[0]))
             text = self.tokenizer.decode([int(t) for t in jax.device_get(st.out_BN[0, :n])])
             stable = text if done else text.rstrip("\ufffd")  # hold back a split UTF-8 character
             if stable.startswith(shown) and len(stable) > len(shown):
                 yield stable[len(shown):]
                 shown = stable
-            if done or int(st.cache.length) + spec.margin > spec.cache_len:
-                break
-        self.last_stream_result = self._results(rows, st, spec, tables, stop)[0]
+        self.last_stream_result = self._results(plan, st)[0]
 
-    def _spec(self, smp: D.Sampler, batch: int, prompt_len: int, max_new: int, budget: Budget | None, wait_empty: bool) -> D.LoopSpec:
-        P, N = D.bucket(prompt_len), D.bucket(max_new)
-        slack = 64 if budget is not None else 0
-        margin = smp.cfg.branch_depth if isinstance(smp, EntropixSampler) else 1
-        cache_len = P + N + slack + margin
-        layers = smp.cfg.layer_indices(self.config.n_layers) if isinstance(smp, EntropixSampler) else ()
-        return D.LoopSpec(self.config, smp, batch, P, N, cache_len, D.stage_windows(P, cache_len), layers, wait_empty)
-
-    def _run(self, rows: list[_Row], smp: D.Sampler, tables: B_.TokenTables, max_new: int, seed: int,
-             stop: Sequence[str], progress: bool | None = None) -> list[GenerationResult]:
-        args = self._loop_args(rows, smp, tables, max_new)
-        if progress is None:
-            progress = sys.stderr.isatty() and len(rows) * max_new >= 512
-        if progress:
-            st = self._run_with_progress(args, jax.random.key(seed), len(rows) * max_new)
-        else:
-            st = D.generate_arrays(*args, jax.random.key(seed))
-        return self._results(rows, st, args[0], tables, stop)
-
-    @staticmethod
-    def _run_with_progress(args: tuple, key: jax.Array, total: int, chunk_steps: int = 32) -> D.DecodeState:
-        """The same loop in jitted chunks (same tokens as one call), with a progress bar."""
-        from tqdm.auto import tqdm
-
-        spec, params, tables, toks, valid, rb, mx = args
-        st = D.init_state(spec, params, tables, toks, valid, rb, mx)
-        with tqdm(total=total, unit="tok", desc="generate", leave=False) as bar:
-            while True:
-                st = D.run_chunk(spec, params, tables, rb, mx, key, st, st.step + chunk_steps)
-                n, done, length = jax.device_get((st.n_out_B.sum(), st.done_B.all(), st.cache.length))
-                bar.update(int(n) - bar.n)
-                if done or int(length) + spec.margin > spec.cache_len:
-                    return st
-
-    def _loop_args(self, rows: list[_Row], smp: D.Sampler, tables: B_.TokenTables, max_new: int) -> tuple:
-        b = len(rows)
+    def _spec(self, smp: Sampler, rows: list[Row], max_new: int) -> D.LoopSpec:
+        """Bucketed shapes (a handful of compiled programs) and the controllers of this batch."""
         budget0 = next((r.budget for r in rows if r.budget is not None), None)
-        wait_empty = budget0 is not None and budget0.wait_text == ""
-        spec = self._spec(smp, b, max(len(r.ids) for r in rows), max_new, budget0, wait_empty)
+        P, N = bucket(max(len(r.ids) for r in rows)), bucket(max_new)
+        cache_len = P + N + (64 if budget0 is not None else 0) + smp.lookahead_slots
+        controllers = budget_controllers(no_string=budget0 is not None and budget0.wait_text == "",
+                                         sampler_controllers=smp.controllers())
+        return D.LoopSpec(self.config, smp, controllers, len(rows), P, N, cache_len, D.stage_windows(P, cache_len),
+                          smp.metric_layers(self.config.n_layers))
+
+    def _inputs(self, spec: D.LoopSpec, rows: list[Row], tables: TokenTables, max_new: int, seed: int) -> D.LoopInputs:
+        """Left-padded prompts and every controller's per-row knobs."""
         P = spec.prompt_len
-        toks = np.zeros((b, P), np.int32)
-        valid = np.zeros((b, P), bool)
+        toks = np.zeros((len(rows), P), np.int32)
+        valid = np.zeros((len(rows), P), bool)
         for i, r in enumerate(rows):
             toks[i, P - len(r.ids):], valid[i, P - len(r.ids):] = r.ids, True
+        budgets = [r.budget for r in rows]
+        return D.LoopInputs(tokens_BP=jnp.asarray(toks), valid_BP=jnp.asarray(valid),
+                            thinking_B=jnp.asarray([b is not None for b in budgets]),
+                            knobs=tuple(c.pack(budgets) for c in spec.controllers), tables=tables,
+                            max_new=jnp.asarray(max_new, jnp.int32), key=jax.random.key(seed))
 
-        def col(f, default):
-            return jnp.asarray([default if r.budget is None or f(r.budget) is None else f(r.budget) for r in rows], jnp.int32)
+    def _chunks(self, plan: Prepared, chunk_steps: int) -> Iterator[D.DecodeState]:
+        """The loop in jitted chunks of `chunk_steps` steps (same tokens as one call)."""
+        spec, inputs = plan.spec, plan.inputs
+        st = D.init_state(spec, self.params, inputs)
+        while True:
+            st = D.run_chunk(spec, self.params, inputs, st, st.step + chunk_steps)
+            yield st
+            done, length = jax.device_get((st.done_B.all(), st.cache.length))
+            if done or int(length) + spec.margin > spec.cache_len:
+                return
 
-        def fcol(f):
-            return jnp.asarray([np.inf if r.budget is None else f(r.budget) for r in rows], jnp.float32)
+    def _decode(self, plan: Prepared, progress: bool | None) -> D.DecodeState:
+        total = plan.spec.batch * int(plan.inputs.max_new)
+        if progress is None:  # a terminal, and long enough to wait for (~a few seconds on CPU)
+            progress = sys.stderr.isatty() and total >= 128
+        if not progress:
+            return D.generate_arrays(plan.spec, self.params, plan.inputs)
+        from tqdm.auto import tqdm
 
-        rb = D.RowBudget(
-            thinking_B=jnp.asarray([r.budget is not None for r in rows]),
-            min_think_B=col(lambda x: x.min_thinking_tokens, 0),
-            max_think_B=col(lambda x: x.max_thinking_tokens, B_.NO_LIMIT),
-            num_waits_B=col(lambda x: x.num_waits, 0),
-            max_answer_B=col(lambda x: x.max_answer_tokens, B_.NO_LIMIT),
-            adaptive_B=jnp.asarray([r.budget is not None and r.budget.mode == "adaptive" for r in rows]),
-            uncertain_ent_B=fcol(lambda x: x.uncertain_entropy),
-            uncertain_vent_B=fcol(lambda x: x.uncertain_varentropy),
-            uncertain_win_B=fcol(lambda x: x.uncertain_window_entropy),
-            window_B=col(lambda x: x.window, 1),
-            confident_min_B=jnp.asarray([r.budget is not None and r.budget.confident_ends_below_min for r in rows]),
-            soft_think_B=col(lambda x: x.soft_max_thinking_tokens if x.mode == "adaptive" else None, B_.NO_LIMIT),
-            confident_ent_B=fcol(lambda x: x.confident_entropy),
-        )
-        return spec, self.params, tables, jnp.asarray(toks), jnp.asarray(valid), rb, jnp.asarray(max_new, jnp.int32)
+        with tqdm(total=total, unit="tok", desc="generate", leave=False) as bar:
+            for st in self._chunks(plan, chunk_steps=32):
+                bar.update(int(jax.device_get(st.n_out_B.sum())) - bar.n)
+        return st
 
-    def _results(self, rows, st: D.DecodeState, spec: D.LoopSpec, tables: B_.TokenTables, stop) -> list[GenerationResult]:
+    def _results(self, plan: Prepared, st: D.DecodeState) -> list[GenerationResult]:
         h = jax.device_get(dict(out=st.out_BN, forced=st.forced_BN, regime=st.regime_BN, stats=st.stats_BNS,
                                 n=st.n_out_B, phase=st.phase_B, boundary=st.boundary_B, think=st.think_B,
                                 answer=st.answer_B, waits=st.waits_B, pauses=st.pauses_B, stop=st.stop_B))
-        has_attn = bool(spec.metric_layers)
-        prefill_len = int(tables.forced_len_R[B_.SEQ_PREFILL])
-        results = []
-        for i, r in enumerate(rows):
-            n = int(h["n"][i])
-            ids = [int(t) for t in h["out"][i, :n]]
-            thinking = r.budget is not None
-            boundary = int(h["boundary"][i]) if h["phase"][i] == B_.ANSWER else n
-            if not thinking:
-                boundary = 0
-            start = min(prefill_len, boundary) if thinking else 0
-            text = self.tokenizer.decode(ids)
-            answer_text = self.tokenizer.decode(ids[boundary:])
-            for d in (r.budget.think_end if thinking else ()):
-                if answer_text.startswith(d):  # the delimiter closes thinking; it is not answer text
-                    answer_text = answer_text[len(d):]
-                    break
-            for s in stop:
-                if s and s in answer_text:
-                    answer_text = answer_text[: answer_text.index(s)]
-                if s and s in text:
-                    text = text[: text.index(s)]
-            trace = []
-            for j, t in enumerate(ids):
-                s_ = h["stats"][i, j]
-                trace.append(TraceStep(
-                    step=j, row=i, token_id=t, token=self.tokenizer.id_to_token(t),
-                    entropy=float(s_[0]), varentropy=float(s_[1]),
-                    attn_entropy=float(s_[2]) if has_attn else None, attn_varentropy=float(s_[3]) if has_attn else None,
-                    agreement=float(s_[4]) if has_attn else None, interaction=float(s_[5]) if has_attn else None,
-                    regime=D.REGIME_NAMES[int(h["regime"][i, j])], forced=B_.FORCED_NAMES[int(h["forced"][i, j])],
-                    phase="thinking" if j < boundary else "answer",
-                ))
-            results.append(GenerationResult(
-                prompt=r.prompt, token_ids=tuple(ids), text=text,
-                thinking_text=self.tokenizer.decode(ids[start:boundary]) if thinking else "",
-                answer_text=answer_text, thinking_tokens=int(h["think"][i]), answer_tokens=int(h["answer"][i]),
-                waits_inserted=int(h["waits"][i]), pauses_inserted=int(h["pauses"][i]),
-                stop_reason=D.STOP_NAMES[int(h["stop"][i])], trace=tuple(trace),
+        has_attn = bool(plan.spec.metric_layers)
+        prefill_len = int(plan.inputs.tables.forced_len_R[codes.SEQ_PREFILL])
+        return [self._result(r, i, h, has_attn, prefill_len, plan.stop) for i, r in enumerate(plan.good)]
+
+    def _result(self, r: Row, i: int, h: dict, has_attn: bool, prefill_len: int, stop: Sequence[str]) -> GenerationResult:
+        n = int(h["n"][i])
+        ids = [int(t) for t in h["out"][i, :n]]
+        thinking = r.budget is not None
+        boundary = (int(h["boundary"][i]) if h["phase"][i] == codes.ANSWER else n) if thinking else 0
+        start = min(prefill_len, boundary) if thinking else 0
+        text = self.tokenizer.decode(ids)
+        answer_text = self.tokenizer.decode(ids[boundary:])
+        for d in (r.budget.think_end if thinking else ()):
+            if answer_text.startswith(d):  # the delimiter closes thinking; it is not answer text
+                answer_text = answer_text[len(d):]
+                break
+        for s in stop:
+            if s and s in answer_text:
+                answer_text = answer_text[: answer_text.index(s)]
+            if s and s in text:
+                text = text[: text.index(s)]
+        trace = []
+        for j, t in enumerate(ids):
+            s_ = h["stats"][i, j]
+            attn = dict(attn_entropy=float(s_[2]), attn_varentropy=float(s_[3]), agreement=float(s_[4]),
+                        interaction=float(s_[5])) if has_attn else dict.fromkeys(codes.STAT_NAMES[2:])
+            trace.append(TraceStep(
+                step=j, row=i, token_id=t, token=self.tokenizer.id_to_token(t), entropy=float(s_[0]),
+                varentropy=float(s_[1]), **attn, regime=codes.REGIME_NAMES[int(h["regime"][i, j])],
+                forced=codes.FORCED_NAMES[int(h["forced"][i, j])], phase="thinking" if j < boundary else "answer",
             ))
-        return results
+        return GenerationResult(
+            prompt=r.prompt, token_ids=tuple(ids), text=text,
+            thinking_text=self.tokenizer.decode(ids[start:boundary]) if thinking else "",
+            answer_text=answer_text, thinking_tokens=int(h["think"][i]), answer_tokens=int(h["answer"][i]),
+            waits_inserted=int(h["waits"][i]), pauses_inserted=int(h["pauses"][i]),
+            stop_reason=codes.STOP_NAMES[int(h["stop"][i])], trace=tuple(trace),
+        )
 
 
 def checkpoint_budget(path: str | os.PathLike) -> Budget | None:
