@@ -92,7 +92,7 @@ def check_flags(a: argparse.Namespace) -> None:
                               "and the budget (e.g. --method 'sample+budget:t=0.7,max=64'); drop one or the other")
         return
     sampler = a.sampler or "greedy"
-    for flag in _given(a, SAMPLE_FLAGS):
+    for flag in _given(a, SAMPLE_FLAGS) if sampler != "sample" else ():
         raise ConfigError(f"{flag} applies only to --sampler sample (the sampler is {sampler}); "
                           f"add --sampler sample, or drop {flag}")
     if a.entropix_config is not None and sampler != "entropix":

@@ -1,0 +1,98 @@
+"""`import entropix_s1` and building the `entropix-s1` parser import neither JAX nor matplotlib nor
+optax (each checked in a fresh interpreter); the public names still resolve; the CLI's copies of
+defaults that live behind heavy imports agree with their sources."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("jax", "matplotlib", "optax")
+
+
+def _run(code: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_import_entropix_s1_is_light() -> None:
+    got = _run(
+        "import json, sys\n"
+        "import entropix_s1\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
+    )
+    assert got == []
+
+
+def test_cli_parser_and_help_are_light() -> None:
+    got = _run(
+        "import contextlib, io, json, sys\n"
+        "from entropix_s1.cli.main import COMMANDS, build_parser, main\n"
+        "build_parser()\n"
+        "helps = {}\n"
+        "for argv in [['--help']] + [[c, '--help'] for c in COMMANDS if c != 'bench']:\n"
+        "    buf = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(buf):\n"
+        "        try:\n"
+        "            main(argv)\n"
+        "        except SystemExit as e:\n"
+        "            assert e.code == 0, (argv, e.code)\n"
+        "    helps[' '.join(argv)] = buf.getvalue()\n"
+        f"print(json.dumps({{'heavy': [m for m in {HEAVY!r} if m in sys.modules], 'helps': helps}}))\n"
+    )
+    assert got["heavy"] == []
+    assert "compare" in got["helps"]["--help"] and "bench" in got["helps"]["--help"]
+    gen = got["helps"]["generate --help"]
+    assert "--method" in gen and "adaptive-budget:max=64,waits=2" in gen  # documented, with an example
+    assert "smollm2-135m-instruct" in got["helps"]["compare --help"]  # --model has a default
+
+
+def test_public_names_resolve_lazily() -> None:
+    got = _run(
+        "import json, sys\n"
+        "import entropix_s1\n"
+        "before = 'jax' in sys.modules\n"
+        "names = {n: type(getattr(entropix_s1, n)).__name__ for n in entropix_s1.__all__}\n"
+        "from entropix_s1 import Budget, EntropixConfig, Greedy, Sample, load\n"
+        "import entropix_s1.core.budget, entropix_s1.host.engine\n"
+        "same = Budget is entropix_s1.core.budget.Budget and load is entropix_s1.host.engine.load\n"
+        "print(json.dumps({'before': before, 'names': names, 'same': same, 'dir': dir(entropix_s1)}))\n"
+    )
+    assert got["before"] is False and got["same"] is True
+    assert set(got["names"]) == {
+        "Budget", "CheckpointError", "ConfigError", "DownloadError", "EntropixConfig", "EntropixS1Error",
+        "EntropixSampler", "GenerationResult", "Greedy", "InputError", "Model", "Sample", "TraceStep",
+        "UnsupportedArchitectureError", "load"}
+    assert got["names"]["load"] == "function" and got["names"]["Budget"] == "type"
+    assert set(got["names"]) <= set(got["dir"])
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    import pytest
+
+    import entropix_s1
+    import entropix_s1.research
+
+    with pytest.raises(AttributeError, match="no_such_name"):
+        entropix_s1.no_such_name  # noqa: B018
+    with pytest.raises(AttributeError, match="no_such_name"):
+        entropix_s1.research.no_such_name  # noqa: B018
+    assert entropix_s1.research.parse_spec.__module__ == "entropix_s1.research.methods"
+
+
+def test_python_dash_m_cli_works() -> None:
+    out = subprocess.run([sys.executable, "-m", "entropix_s1.cli", "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and "compare" in out.stdout
+
+
+def test_sft_defaults_match_the_trainer() -> None:
+    """cli/sft.py writes out SFTConfig's defaults (so its parser does not import optax): they agree."""
+    from entropix_s1.cli import sft as cli_sft
+    from entropix_s1.io import lora
+    from entropix_s1.train.sft import SFTConfig
+
+    d = SFTConfig()
+    assert cli_sft.DEFAULTS == {k: getattr(d, k) for k in cli_sft.DEFAULTS}
+    assert cli_sft.LORA_TARGETS == lora.TARGETS and cli_sft.SAVE_DTYPES == lora.SAVE_DTYPES
