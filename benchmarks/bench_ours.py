@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench_measure import own_peak_rss_mb
+from entropix_s1.core import codes
 from entropix_s1.core import decode as D
 from entropix_s1.core.budget import Budget
 from entropix_s1.core.config import ModelConfig, RopeScaling
@@ -113,17 +114,16 @@ class OursRunner:
 
     def __init__(self, model: Model, prompts: list[list[int]], mode: str, new_tokens: int, budget: Budget, seed: int = 0):
         kw = _mode_kwargs(mode, budget)
-        rows, smp, tables, max_new, seed, _ = model._plan(prompts, sampler=kw["sampler"], budget=kw["budget"],
-                                                          max_new_tokens=new_tokens, seed=seed, ignore_eos=True, raw=True)
-        self.spec, self.params, self.tables, self.toks, self.valid, self.rb, _ = model._loop_args(rows, smp, tables, max_new)
-        self.key = jax.random.key(seed)
-        self.n = {new_tokens: jnp.asarray(new_tokens, jnp.int32), 1: jnp.asarray(1, jnp.int32)}
+        plan = model.prepare(prompts, sampler=kw["sampler"], budget=kw["budget"], max_new_tokens=new_tokens, seed=seed,
+                             ignore_eos=True, raw=True)
+        self.spec, self.params = plan.spec, model.params
+        self.inputs = {n: plan.inputs.replace(max_new=jnp.asarray(n, jnp.int32)) for n in (new_tokens, 1)}
         self.new_tokens = new_tokens
         self.compiled: Any = None
         self.compile_s = self.trace_lower_s = float("nan")
 
     def args(self, n: int) -> tuple:
-        return self.spec, self.params, self.tables, self.toks, self.valid, self.rb, self.n[n], self.key
+        return self.spec, self.params, self.inputs[n]
 
     def compile(self) -> None:
         """Ahead-of-time trace + lower + XLA compile of `generate_arrays`, timed; the runs then
@@ -141,11 +141,11 @@ class OursRunner:
 
     def summary(self, st: D.DecodeState) -> dict[str, Any]:
         n_out, step, regime = jax.device_get((st.n_out_B, st.step, st.regime_BN))
-        counts = np.zeros(len(D.REGIME_NAMES), np.int64)
+        counts = np.zeros(len(codes.REGIME_NAMES), np.int64)
         for i, n in enumerate(n_out):
-            counts += np.bincount(regime[i, :n], minlength=len(D.REGIME_NAMES))
+            counts += np.bincount(regime[i, :n], minlength=len(codes.REGIME_NAMES))
         return {"steps": int(step), "tokens_per_row": [int(x) for x in n_out],
-                "regimes": {D.REGIME_NAMES[i]: int(c) for i, c in enumerate(counts) if c},
+                "regimes": {codes.REGIME_NAMES[i]: int(c) for i, c in enumerate(counts) if c},
                 "windows": list(self.spec.windows), "cache_len": self.spec.cache_len}
 
 

@@ -150,9 +150,8 @@ def worker(shape_name: str, out_dir: Path) -> dict:
                     embed_axis=m.config.embed_axis, mesh_shape=dict(m.mesh.shape),
                     mesh_devices=[d.id for d in m.mesh.devices.flat])
         # the state the loop returns (same program as generate: no recompilation)
-        rows, smp, tables, max_new, _, _ = m._plan(prompts, sampler="greedy", budget=budgets, max_new_tokens=24,
-                                                   ignore_eos=True)
-        st = D.generate_arrays(*m._loop_args(rows, smp, tables, max_new), jax.random.key(0))
+        plan = m.prepare(prompts, sampler="greedy", budget=budgets, max_new_tokens=24, ignore_eos=True)
+        st = D.generate_arrays(plan.spec, m.params, plan.inputs)
         info["state_specs"] = {k: v for k, v in SH.describe(st).items() if k.startswith((".cache", ".out_BN"))}
         info["kv_bytes_per_device"] = SH.per_device_bytes(st.cache.k)
         info["kv_bytes_total"] = sum(int(a.nbytes) for a in st.cache.k)
