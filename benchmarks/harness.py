@@ -396,14 +396,22 @@ def run_bench(
 # ---------------------------------------------------------------------------------------------
 # Command line
 
-def _ints(s: str) -> list[int]:
-    try:
-        v = [int(x) for x in s.split(",") if x.strip()]
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from e
-    if not v or any(x < 1 for x in v):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {s!r}")
-    return v
+def _int_list(minimum: int, what: str, bound: str) -> Callable[[str], list[int]]:
+    """Parser of a comma-separated list of integers >= `minimum` (errors name `what` and `bound`)."""
+    def parse(s: str) -> list[int]:
+        try:
+            v = [int(x) for x in s.split(",") if x.strip()]
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {s!r}") from e
+        if not v or any(x < minimum for x in v):
+            raise argparse.ArgumentTypeError(f"expected {bound}, got {s!r}")
+        return v
+
+    return parse
+
+
+_ints = _int_list(1, "integers", "positive integers")
+_cpu_ids = _int_list(0, "CPU ids", "CPU ids >= 0")
 
 
 def _strs(choices: Sequence[str]) -> Callable[[str], list[str]]:
@@ -415,16 +423,6 @@ def _strs(choices: Sequence[str]) -> Callable[[str], list[str]]:
         return v
 
     return parse
-
-
-def _cpu_ids(s: str) -> list[int]:
-    try:
-        v = [int(x) for x in s.split(",") if x.strip()]
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"expected comma-separated CPU ids, got {s!r}") from e
-    if not v or any(x < 0 for x in v):
-        raise argparse.ArgumentTypeError(f"expected CPU ids >= 0, got {s!r}")
-    return v
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

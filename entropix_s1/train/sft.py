@@ -28,7 +28,7 @@ Pipeline (see docs/thinking_model.md for the numbers):
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -40,7 +40,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -68,8 +68,6 @@ __all__ = [
     "make_optimizer",
     "make_train_step",
     "train",
-    "add_sft_arguments",
-    "sft_main",
 ]
 
 THINK_OPEN, THINK_CLOSE, ANSWER_PREFIX = "<think>", "</think>", "Final Answer:"
@@ -441,6 +439,59 @@ class _Progress:
 _STEPS: dict[tuple, tuple[optax.GradientTransformation, Callable]] = {}
 
 
+def _compiled_step(cfg: SFTConfig, mcfg: ModelConfig, lcfg: L.LoraConfig,
+                   total: int) -> tuple[optax.GradientTransformation, Callable]:
+    """(optimizer, jitted train step): one compiled step per setup and process (a resumed call reuses it)."""
+    opt_key = (mcfg, lcfg, cfg.lr, total, cfg.warmup_steps, cfg.weight_decay, cfg.remat, cfg.unlikelihood)
+    if opt_key not in _STEPS:
+        optimizer = make_optimizer(cfg.lr, total, cfg.warmup_steps, cfg.weight_decay)
+        _STEPS.clear()
+        _STEPS[opt_key] = optimizer, make_train_step(mcfg, lcfg, optimizer, remat=cfg.remat,
+                                                     unlikelihood=cfg.unlikelihood)
+    return _STEPS[opt_key]
+
+
+def _check_config(cfg: SFTConfig) -> None:
+    if cfg.save_dtype not in L.SAVE_DTYPES:
+        raise InputError(f"--save-dtype must be one of {', '.join(L.SAVE_DTYPES)}, got {cfg.save_dtype!r}")
+    if not (cfg.unlikelihood >= 0 and math.isfinite(cfg.unlikelihood)):
+        raise InputError(f"unlikelihood weight must be a finite number >= 0, got {cfg.unlikelihood}")
+    if not cfg.data or not Path(cfg.data).is_file():
+        raise InputError(f"training data not found: {cfg.data!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Selection:
+    """The training examples of a run, what was excluded, and the facts the adapter records about them."""
+
+    examples: list[Example]
+    exclude: str | None  # the file of questions never trained on
+    digest: str
+    lengths: list[int]
+    ops: list[int]  # examples per calculator-operation count 1..7+
+
+    @classmethod
+    def of(cls, cfg: SFTConfig, tok: Any, say: Callable[[str], None]) -> _Selection:
+        exclude = cfg.exclude if cfg.exclude is not None else _default_exclude(cfg.data)
+        excluded = [r["question"] for r in read_gsm8k(exclude)] if exclude else []
+        t_sel = time.time()
+        examples = select_examples(read_gsm8k(cfg.data), cfg.limit, tok, max_len=cfg.max_len,
+                                   exclude_questions=excluded, seed=cfg.seed)
+        lengths = [e.length for e in examples]
+        ops = np.bincount([min(e.n_ops, 7) for e in examples], minlength=8)[1:].tolist()
+        say(f"sft: selected {len(examples)} examples in {time.time() - t_sel:.1f}s (excluding {len(excluded)} test "
+            f"questions); tokens/example mean {np.mean(lengths):.0f} max {max(lengths)}; ops 1..7+: {ops}")
+        return cls(examples, exclude, selection_digest(examples), lengths, ops)
+
+    def meta(self, cfg: SFTConfig) -> dict[str, Any]:
+        """The adapter config's `data` entry."""
+        return {"file": Path(cfg.data).name, "file_sha256": file_digest(cfg.data),
+                "exclude_file": Path(self.exclude).name if self.exclude else None,
+                "selection_sha256": self.digest, "examples": len(self.examples),
+                "selected_lines": [e.index for e in self.examples], "ops_histogram_1_to_7plus": self.ops,
+                "tokens_mean": round(float(np.mean(self.lengths)), 1), "tokens_max": int(max(self.lengths))}
+
+
 def train(cfg: SFTConfig, out_dir: str | os.PathLike, *, state_dir: str | os.PathLike | None = None,
           save_every_min: float = 5.0, max_minutes: float | None = None, restart: bool = False,
           log: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -458,39 +509,20 @@ def train(cfg: SFTConfig, out_dir: str | os.PathLike, *, state_dir: str | os.Pat
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
     out_dir = Path(out_dir)
     state_path = Path(state_dir or out_dir.parent / f"{out_dir.name}-train") / "state.npz"
-    if cfg.save_dtype not in L.SAVE_DTYPES:
-        raise InputError(f"--save-dtype must be one of {', '.join(L.SAVE_DTYPES)}, got {cfg.save_dtype!r}")
-    if not (cfg.unlikelihood >= 0 and math.isfinite(cfg.unlikelihood)):
-        raise InputError(f"unlikelihood weight must be a finite number >= 0, got {cfg.unlikelihood}")
-    if not cfg.data or not Path(cfg.data).is_file():
-        raise InputError(f"training data not found: {cfg.data!r}")
+    _check_config(cfg)
     enable_compilation_cache()
 
     base_dir = resolve(cfg.model)
     mcfg, base = load_checkpoint(base_dir, jnp.float32)
     tok = Tokenizer.from_dir(base_dir)
-    exclude = cfg.exclude if cfg.exclude is not None else _default_exclude(cfg.data)
-    excluded = [r["question"] for r in read_gsm8k(exclude)] if exclude else []
-    t_sel = time.time()
-    examples = select_examples(read_gsm8k(cfg.data), cfg.limit, tok, max_len=cfg.max_len,
-                               exclude_questions=excluded, seed=cfg.seed)
-    sel_digest = selection_digest(examples)
-    lengths = [e.length for e in examples]
-    ops = np.bincount([min(e.n_ops, 7) for e in examples], minlength=8)[1:].tolist()
-    say(f"sft: selected {len(examples)} examples in {time.time() - t_sel:.1f}s (excluding {len(excluded)} test "
-        f"questions); tokens/example mean {np.mean(lengths):.0f} max {max(lengths)}; ops 1..7+: {ops}")
+    sel = _Selection.of(cfg, tok, say)
+    examples, lengths, sel_digest = sel.examples, sel.lengths, sel.digest
 
     plans = [plan_batches(lengths, batch_tokens=cfg.batch_tokens, seed=cfg.seed, epoch=ep) for ep in range(cfg.epochs)]
     flat = [(ep, T, idx) for ep, plan in enumerate(plans) for T, idx in plan]
     total = len(flat) if cfg.max_steps is None else max(1, min(len(flat), cfg.max_steps))
     lcfg = L.LoraConfig(rank=cfg.lora_rank, alpha=cfg.lora_alpha, targets=cfg.targets)
-    opt_key = (mcfg, lcfg, cfg.lr, total, cfg.warmup_steps, cfg.weight_decay, cfg.remat, cfg.unlikelihood)
-    if opt_key not in _STEPS:  # one compiled step per setup and process (a resumed call reuses it)
-        optimizer = make_optimizer(cfg.lr, total, cfg.warmup_steps, cfg.weight_decay)
-        _STEPS.clear()
-        _STEPS[opt_key] = optimizer, make_train_step(mcfg, lcfg, optimizer, remat=cfg.remat,
-                                                     unlikelihood=cfg.unlikelihood)
-    optimizer, train_step = _STEPS[opt_key]
+    optimizer, train_step = _compiled_step(cfg, mcfg, lcfg, total)
     lora = L.init_lora(mcfg, lcfg, jax.random.key(cfg.seed))
     init_meta = None
     if cfg.init_adapter:  # a further stage: the same LoRA shape, continued with a fresh optimizer
@@ -509,81 +541,80 @@ def train(cfg: SFTConfig, out_dir: str | os.PathLike, *, state_dir: str | os.Pat
         say(f"sft: resumed at step {step}/{total} from {state_path}")
     pad = tok.pad_id if tok.pad_id is not None else 0
 
-    stop = {"sig": None}
-
-    def on_signal(signum, frame):  # finish the running step, save, exit
-        stop["sig"] = signum
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)} \
-        if threading_main() else {}
-    t0 = time.time()
-    last_save = t0
-    real_tokens = 0
-    prog = _Progress(total, step)
-
     def save() -> None:
         _save_state(state_path, lora, opt_state, {"fingerprint": fp, "step": step, "history": history,
                                                    "wall_s": wall_prev + time.time() - t0})
 
-    try:
-        while step < total:
-            ep, T, idx = flat[step]
-            rows = max(1, cfg.batch_tokens // T)
-            b = collate([examples[i] for i in idx], T, rows, pad)
-            lora, opt_state, aux = train_step(lora, opt_state, base, jnp.asarray(b["tokens"]),
-                                              jnp.asarray(b["valid"]), jnp.asarray(b["mask"]))
-            aux = jax.device_get(aux)  # one host transfer per step
-            loss, n = float(aux["nll"]), int(aux["targets"])  # the logged loss is the NLL, comparable across runs
-            ul = float(aux["ul"]) if cfg.unlikelihood else None
-            if not math.isfinite(loss) or (ul is not None and not math.isfinite(ul)):
-                raise FloatingPointError(f"loss is {loss} (unlikelihood {ul}) at step {step}")
-            step += 1
-            real_tokens += int(b["valid"].sum())
-            elapsed = time.time() - t0
-            lr = float(optimizer_lr(cfg, total, step - 1))
-            history.append({"step": step, "epoch": ep, "T": T, "loss": round(loss, 5), "targets": n,
-                            "tokens": int(b["valid"].sum()), "t": round(wall_prev + elapsed, 1),
-                            **({"ul": round(ul, 5)} if ul is not None else {})})
-            prog.update(step, loss, real_tokens / max(elapsed, 1e-9), lr, wall_prev + elapsed)
-            if time.time() - last_save >= save_every_min * 60 or stop["sig"] is not None:
-                save()
-                last_save = time.time()
-            if stop["sig"] is not None:
-                prog.write(f"sft: signal {stop['sig']}: state saved at step {step}/{total} ({state_path}); re-run to resume")
-                break
-            if max_minutes is not None and elapsed >= max_minutes * 60:
-                save()
-                prog.write(f"sft: --max-minutes reached: state saved at step {step}/{total}; re-run to resume")
-                break
-    finally:
-        prog.close()
-        for s, h in old.items():
-            signal.signal(s, h)
+    with _stop_on_signals() as stop:
+        t0 = time.time()
+        last_save = t0
+        real_tokens = 0
+        prog = _Progress(total, step)
+        try:
+            while step < total:
+                ep, T, idx = flat[step]
+                rows = max(1, cfg.batch_tokens // T)
+                b = collate([examples[i] for i in idx], T, rows, pad)
+                lora, opt_state, aux = train_step(lora, opt_state, base, jnp.asarray(b["tokens"]),
+                                                  jnp.asarray(b["valid"]), jnp.asarray(b["mask"]))
+                aux = jax.device_get(aux)  # one host transfer per step
+                loss, n = float(aux["nll"]), int(aux["targets"])  # the logged loss is the NLL, comparable across runs
+                ul = float(aux["ul"]) if cfg.unlikelihood else None
+                if not math.isfinite(loss) or (ul is not None and not math.isfinite(ul)):
+                    raise FloatingPointError(f"loss is {loss} (unlikelihood {ul}) at step {step}")
+                step += 1
+                real_tokens += int(b["valid"].sum())
+                elapsed = time.time() - t0
+                lr = float(optimizer_lr(cfg, total, step - 1))
+                history.append({"step": step, "epoch": ep, "T": T, "loss": round(loss, 5), "targets": n,
+                                "tokens": int(b["valid"].sum()), "t": round(wall_prev + elapsed, 1),
+                                **({"ul": round(ul, 5)} if ul is not None else {})})
+                prog.update(step, loss, real_tokens / max(elapsed, 1e-9), lr, wall_prev + elapsed)
+                if time.time() - last_save >= save_every_min * 60 or stop["sig"] is not None:
+                    save()
+                    last_save = time.time()
+                if stop["sig"] is not None:
+                    prog.write(f"sft: signal {stop['sig']}: state saved at step {step}/{total} ({state_path}); "
+                               "re-run to resume")
+                    break
+                if max_minutes is not None and elapsed >= max_minutes * 60:
+                    save()
+                    prog.write(f"sft: --max-minutes reached: state saved at step {step}/{total}; re-run to resume")
+                    break
+        finally:
+            prog.close()
 
     wall = wall_prev + time.time() - t0
-    losses = [h["loss"] for h in history]
     finished = step >= total
     summary: dict[str, Any] = {"finished": finished, "step": step, "total_steps": total, "wall_s": round(wall, 1)}
     if step == 0:
         return summary
     if finished:
         save()
+    meta = _adapter_meta(cfg, sel, len(plans[0]), history, step, total, wall, init_meta)
+    L.save_adapter(out_dir, lora, lcfg, meta, dtype=cfg.save_dtype)
+    say(f"sft: {'done' if finished else 'stopped'}: {step}/{total} steps, final loss {meta['final_loss']}, "
+        f"wall {wall / 60:.1f} min; adapter in {out_dir}")
+    return {**summary, **meta}
+
+
+def _adapter_meta(cfg: SFTConfig, sel: _Selection, epoch_steps: int, history: list[dict[str, Any]], step: int,
+                  total: int, wall: float, init_meta: dict[str, Any] | None) -> dict[str, Any]:
+    """What the adapter's JSON config records about the run: data, training, losses, earlier stages."""
+    losses = [h["loss"] for h in history]
+    finished = step >= total
     stage = {}
     if init_meta is not None:  # what this stage started from, so the adapter documents its whole history
         stage = {"init_adapter": {k: init_meta.get(k) for k in
                                   ("adapter_sha256", "train", "final_loss", "first_loss", "loss_curve", "init_adapter")}}
     tail = losses[-max(1, min(10, len(losses))):]
-    meta = {
+    return {
         "base_model": cfg.model,
         "format": "user: question; assistant: <think>\\n{solution}\\n</think>\\n\\nFinal Answer: {number}",
         "budget": THINK_BUDGET,
-        "data": {"file": Path(cfg.data).name, "file_sha256": file_digest(cfg.data),
-                 "exclude_file": Path(exclude).name if exclude else None,
-                 "selection_sha256": sel_digest, "examples": len(examples), "selected_lines": [e.index for e in examples],
-                 "ops_histogram_1_to_7plus": ops, "tokens_mean": round(float(np.mean(lengths)), 1),
-                 "tokens_max": int(max(lengths))},
+        "data": sel.meta(cfg),
         "finished": finished,  # False: stopped early (--max-minutes or a signal); re-run to continue
-        "train": {**cfg.fingerprint(), "steps": step, "total_steps": total, "epoch_steps": len(plans[0]),
+        "train": {**cfg.fingerprint(), "steps": step, "total_steps": total, "epoch_steps": epoch_steps,
                   "max_steps": cfg.max_steps, "wall_s": round(wall, 1),
                   "tokens": int(sum(h["tokens"] for h in history))},
         "final_loss": round(float(np.mean(tail)), 4),
@@ -592,10 +623,23 @@ def train(cfg: SFTConfig, out_dir: str | os.PathLike, *, state_dir: str | os.Pat
         **({"unlikelihood_curve": [h["ul"] for h in history]} if cfg.unlikelihood else {}),
         **stage,
     }
-    L.save_adapter(out_dir, lora, lcfg, meta, dtype=cfg.save_dtype)
-    say(f"sft: {'done' if finished else 'stopped'}: {step}/{total} steps, final loss {meta['final_loss']}, "
-        f"wall {wall / 60:.1f} min; adapter in {out_dir}")
-    return {**summary, **meta}
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[dict[str, Any]]:
+    """`{"sig": None}`, set to the signal number on SIGINT/SIGTERM (finish the running step, save,
+    exit); the previous handlers come back on exit. Off the main thread signals are left alone."""
+    stop: dict[str, Any] = {"sig": None}
+
+    def on_signal(signum, frame):
+        stop["sig"] = signum
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)} if threading_main() else {}
+    try:
+        yield stop
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def threading_main() -> bool:
@@ -620,54 +664,3 @@ def _initial_adapter(path: str, lcfg: L.LoraConfig, fresh: L.LoraParams) -> tupl
     if set(lora) != set(fresh) or any(lora[k][n].shape != fresh[k][n].shape for k in fresh for n in ("a", "b")):
         raise InputError(f"--init-adapter {path}: does not fit the base model {meta.get('base_model')!r} layout")
     return lora, meta  # load_adapter already gives float32 arrays
-
-
-# --------------------------------------------------------------------------------------------- CLI
-def add_sft_arguments(p: argparse.ArgumentParser) -> None:
-    d = SFTConfig()
-    p.add_argument("--model", default=d.model, help="base model: catalog name or HF checkpoint dir")
-    p.add_argument("--data", required=True, help="GSM8K-style JSONL (question, answer with '#### N')")
-    p.add_argument("--exclude", default=None,
-                   help="JSONL whose questions are never trained on (default: the *_test file next to --data)")
-    p.add_argument("--limit", type=int, default=d.limit, help="examples to select")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--lora-rank", type=int, default=d.lora_rank)
-    p.add_argument("--lora-alpha", type=float, default=d.lora_alpha)
-    p.add_argument("--targets", default=",".join(d.targets), help=f"comma list of {','.join(L.TARGETS)}")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--batch-tokens", type=int, default=d.batch_tokens, help="tokens per batch (rows = this // T)")
-    p.add_argument("--max-len", type=int, default=d.max_len, help="longest example kept, in tokens")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--remat", action="store_true", help="jax.checkpoint the loss (less memory, more compute)")
-    p.add_argument("--max-steps", type=int, default=None,
-                   help="cap on optimizer steps, the cosine schedule ending there (a capped run sees a random "
-                        "subset of the shuffled epoch); may be changed when resuming")
-    p.add_argument("--init-adapter", default=None,
-                   help="start from this adapter dir (same rank and targets) instead of a fresh one: a further "
-                        "training stage with its own warm-up + cosine schedule")
-    p.add_argument("--unlikelihood", type=float, default=d.unlikelihood,
-                   help="weight of a token-level unlikelihood term against re-emitting earlier answer tokens "
-                        "(Welleck et al. 2019), which curbs greedy repetition loops; 0 = plain SFT")
-    p.add_argument("--save-dtype", default=d.save_dtype, choices=L.SAVE_DTYPES,
-                   help="dtype of the exported adapter tensors (training is float32 either way)")
-    p.add_argument("--out", required=True, help="adapter output directory")
-    p.add_argument("--state-dir", default=None, help="resumable training state (default: <out>-train/)")
-    p.add_argument("--save-every-min", type=float, default=5.0)
-    p.add_argument("--max-minutes", type=float, default=None, help="stop (state saved, resumable) after this long")
-    p.add_argument("--restart", action="store_true", help="ignore saved state and start over")
-
-
-def sft_main(a: argparse.Namespace) -> int:
-    cfg = SFTConfig(
-        model=a.model, data=a.data, limit=a.limit, epochs=a.epochs, lora_rank=a.lora_rank, lora_alpha=a.lora_alpha,
-        targets=tuple(t.strip() for t in a.targets.split(",") if t.strip()), lr=a.lr, warmup_steps=a.warmup_steps,
-        weight_decay=a.weight_decay, batch_tokens=a.batch_tokens, max_len=a.max_len, seed=a.seed,
-        exclude=a.exclude, remat=a.remat, max_steps=a.max_steps, init_adapter=a.init_adapter,
-        unlikelihood=a.unlikelihood, save_dtype=a.save_dtype)
-    summary = train(cfg, a.out, state_dir=a.state_dir, save_every_min=a.save_every_min, max_minutes=a.max_minutes,
-                    restart=a.restart)
-    keys = ("finished", "step", "total_steps", "wall_s", "final_loss")
-    print(json.dumps({k: summary[k] for k in keys if k in summary}))
-    return 0 if summary["finished"] else 3

@@ -34,7 +34,7 @@ from matplotlib.patches import Patch
 
 from entropix_s1.errors import ConfigError, InputError
 from entropix_s1.results import GenerationResult, TraceStep
-from entropix_s1.viz.trace import read_trace, trace_rows, trace_summary
+from entropix_s1.viz.trace import read_trace, trace_rows, trace_steps, trace_summary
 
 __all__ = [
     "plot_trace",
@@ -134,17 +134,7 @@ def _forced_styles(reasons: Iterable[str]) -> dict[str, dict[str, str]]:
 
 
 def _load_steps(src: str | os.PathLike[str] | Iterable[TraceStep | GenerationResult]) -> list[TraceStep]:
-    if isinstance(src, (str, os.PathLike)):
-        return read_trace(src)
-    steps: list[TraceStep] = []
-    for item in src:
-        if isinstance(item, GenerationResult):
-            steps.extend(item.trace)
-        elif isinstance(item, TraceStep):
-            steps.append(item)
-        else:
-            raise TypeError(f"expected a trace path, TraceSteps or GenerationResults, got {type(item).__name__}")
-    return steps
+    return read_trace(src) if isinstance(src, (str, os.PathLike)) else trace_steps(src)
 
 
 def _select_rows(steps: list[TraceStep], row: int | None) -> dict[int, list[TraceStep]]:
@@ -306,81 +296,98 @@ def plot_timeline(
     subs = fig.subfigures(len(shown) + 1, 1, squeeze=False, height_ratios=[header_h] + [per_row_h] * len(shown))
     header, sub = subs[0, 0], subs[1:, 0]
     fig.get_layout_engine().set(h_pad=0.03, hspace=0.0)
-
     for sf, r in zip(sub, shown):
-        rs = rows[r]
-        xs = np.array([t.step for t in rs])
-        ent, vent = _arr(rs, "entropy"), _arr(rs, "varentropy")
-        s = summaries[r]
-        sf.set_edgecolor("#c8c8c8")
-        sf.set_linewidth(0.8)
-        ax_e, ax_v = sf.subplots(2, 1, sharex=True)
-        dot = {"marker": "o", "markersize": 2.6} if len(rs) <= 400 else {}
-        lw = 1.3 if len(rs) <= 400 else 0.7
-        ax_e.plot(xs, ent, color="#1a1a1a", lw=lw, zorder=3, **dot)
-        ax_v.plot(xs, vent, color="#3b3b98", lw=lw, zorder=3, **dot)
-        ax_e.set_ylabel("entropy\n(nats)")
-        ax_v.set_ylabel("varentropy\n(nats²)")
-        ax_v.set_xlabel("generation step")
+        _timeline_row(sf, r, rows[r], summaries[r], th, palette, fstyles)
+    _timeline_header(header, all_steps, palette, fstyles, summaries, shown, row_ids)
+    return _save(fig, path, dpi)
 
-        # regime background: one broken_barh collection per regime
-        for ax in (ax_e, ax_v):
-            by_regime: dict[str, list[tuple[float, float]]] = {}
-            for regime, a, b in _runs([t.regime for t in rs], list(xs)):
-                by_regime.setdefault(regime, []).append((a - 0.5, b - a + 1.0))
-            for regime, spans in by_regime.items():
-                ax.broken_barh(
-                    spans, (0, 1), transform=ax.get_xaxis_transform(),
-                    facecolors=palette[regime], alpha=0.32, linewidth=0, zorder=0,
-                )
-            ax.grid(axis="y", color="white", lw=0.8, alpha=0.9, zorder=1)
-            ax.set_xlim(xs.min() - 0.5, xs.max() + 0.5)
 
-        # headroom for forced markers above the entropy curve
-        e_top = _nice_top(ent, [th[k] for k in _ENT_KEYS if k in th])
-        ax_e.set_ylim(0, e_top * 1.32)
-        v_top = _nice_top(vent, [th[k] for k in _VENT_KEYS if k in th])
-        ax_v.set_ylim(0, v_top * 1.12)
+def _timeline_row(sf: Any, r: int, rs: Sequence[TraceStep], s: Mapping[str, Any], th: Mapping[str, float],
+                  palette: Mapping[str, str], fstyles: Mapping[str, Mapping[str, Any]]) -> None:
+    """The entropy and varentropy panels of one row in subfigure `sf` (`s`: the row's trace summary)."""
+    xs = np.array([t.step for t in rs])
+    ent, vent = _arr(rs, "entropy"), _arr(rs, "varentropy")
+    sf.set_edgecolor("#c8c8c8")
+    sf.set_linewidth(0.8)
+    ax_e, ax_v = sf.subplots(2, 1, sharex=True)
+    dot = {"marker": "o", "markersize": 2.6} if len(rs) <= 400 else {}
+    lw = 1.3 if len(rs) <= 400 else 0.7
+    ax_e.plot(xs, ent, color="#1a1a1a", lw=lw, zorder=3, **dot)
+    ax_v.plot(xs, vent, color="#3b3b98", lw=lw, zorder=3, **dot)
+    ax_e.set_ylabel("entropy\n(nats)")
+    ax_v.set_ylabel("varentropy\n(nats²)")
+    ax_v.set_xlabel("generation step")
+    for ax in (ax_e, ax_v):
+        _regime_background(ax, rs, xs, palette)
 
-        for key in _ENT_KEYS:
-            if key in th:
-                ax_e.axhline(th[key], color="#444", lw=0.9, ls=_THRESH_STYLE[key.split("_")[0]], zorder=2)
-                ax_e.annotate(key, (1.0, th[key]), xycoords=("axes fraction", "data"), xytext=(3, 0),
-                              textcoords="offset points", va="center", fontsize=7, color="#444")
-        for key in _VENT_KEYS:
-            if key in th:
-                ax_v.axhline(th[key], color="#444", lw=0.9, ls=_THRESH_STYLE[key.split("_")[0]], zorder=2)
-                ax_v.annotate(key, (1.0, th[key]), xycoords=("axes fraction", "data"), xytext=(3, 0),
-                              textcoords="offset points", va="center", fontsize=7, color="#444")
+    # headroom for forced markers above the entropy curve
+    e_top = _nice_top(ent, [th[k] for k in _ENT_KEYS if k in th])
+    ax_e.set_ylim(0, e_top * 1.32)
+    v_top = _nice_top(vent, [th[k] for k in _VENT_KEYS if k in th])
+    ax_v.set_ylim(0, v_top * 1.12)
+    _threshold_lines(ax_e, th, _ENT_KEYS)
+    _threshold_lines(ax_v, th, _VENT_KEYS)
 
-        for reason, st in fstyles.items():
-            fx = [t.step for t in rs if t.forced == reason]
-            if fx:
-                ax_e.scatter(
-                    fx, [0.9] * len(fx), transform=ax_e.get_xaxis_transform(), marker=st["marker"],
-                    s=46, color=st["color"], edgecolors="black", linewidths=0.5, zorder=5, clip_on=False,
-                )
+    for reason, st in fstyles.items():
+        fx = [t.step for t in rs if t.forced == reason]
+        if fx:
+            ax_e.scatter(
+                fx, [0.9] * len(fx), transform=ax_e.get_xaxis_transform(), marker=st["marker"],
+                s=46, color=st["color"], edgecolors="black", linewidths=0.5, zorder=5, clip_on=False,
+            )
+    if s["first_answer_step"] is not None and s["first_answer_step"] > xs.min():
+        _answer_boundary(ax_e, ax_v, s["first_answer_step"] - 0.5)
+    ax_e.set_title(f"row {r}  ·  " + "  ·  ".join(_row_facts(s)), loc="left", fontsize=10)
 
-        if s["first_answer_step"] is not None and s["first_answer_step"] > xs.min():
-            bx = s["first_answer_step"] - 0.5
-            for ax in (ax_e, ax_v):
-                ax.axvline(bx, color="black", ls="--", lw=1.4, zorder=4)
-            for label, dx, ha in (("◂ thinking", -6, "right"), ("answer ▸", 6, "left")):
-                ax_v.annotate(label, (bx, 0.97), xycoords=("data", "axes fraction"), xytext=(dx, 0),
-                              textcoords="offset points", ha=ha, va="top", fontsize=8, style="italic",
-                              bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7},
-                              zorder=2.5)  # under the data line: never hides a point
 
-        parts = [f"{s['tokens']} tokens", f"{s['thinking_tokens']} thinking", f"{s['answer_tokens']} answer"]
-        if s["waits_inserted"]:
-            parts.append(f"{s['waits_inserted']} wait{'s' if s['waits_inserted'] != 1 else ''}")
-        if s["pauses_inserted"]:
-            parts.append(f"{s['pauses_inserted']} pause{'s' if s['pauses_inserted'] != 1 else ''}")
-        if s["mean_entropy"] is not None:
-            parts.append(f"mean H = {s['mean_entropy']:.2f} nats")
-        ax_e.set_title(f"row {r}  ·  " + "  ·  ".join(parts), loc="left", fontsize=10)
+def _regime_background(ax: Any, rs: Sequence[TraceStep], xs: np.ndarray, palette: Mapping[str, str]) -> None:
+    """The regime of each step as the panel's background: one broken_barh collection per regime."""
+    by_regime: dict[str, list[tuple[float, float]]] = {}
+    for regime, a, b in _runs([t.regime for t in rs], list(xs)):
+        by_regime.setdefault(regime, []).append((a - 0.5, b - a + 1.0))
+    for regime, spans in by_regime.items():
+        ax.broken_barh(
+            spans, (0, 1), transform=ax.get_xaxis_transform(),
+            facecolors=palette[regime], alpha=0.32, linewidth=0, zorder=0,
+        )
+    ax.grid(axis="y", color="white", lw=0.8, alpha=0.9, zorder=1)
+    ax.set_xlim(xs.min() - 0.5, xs.max() + 0.5)
 
-    # header: title and two legends (regime backgrounds | forced-token markers and boundary)
+
+def _threshold_lines(ax: Any, th: Mapping[str, float], keys: Sequence[str]) -> None:
+    for key in keys:
+        if key in th:
+            ax.axhline(th[key], color="#444", lw=0.9, ls=_THRESH_STYLE[key.split("_")[0]], zorder=2)
+            ax.annotate(key, (1.0, th[key]), xycoords=("axes fraction", "data"), xytext=(3, 0),
+                        textcoords="offset points", va="center", fontsize=7, color="#444")
+
+
+def _answer_boundary(ax_e: Any, ax_v: Any, bx: float) -> None:
+    """Dashed line at the first answer token, labelled thinking | answer."""
+    for ax in (ax_e, ax_v):
+        ax.axvline(bx, color="black", ls="--", lw=1.4, zorder=4)
+    for label, dx, ha in (("◂ thinking", -6, "right"), ("answer ▸", 6, "left")):
+        ax_v.annotate(label, (bx, 0.97), xycoords=("data", "axes fraction"), xytext=(dx, 0),
+                      textcoords="offset points", ha=ha, va="top", fontsize=8, style="italic",
+                      bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7},
+                      zorder=2.5)  # under the data line: never hides a point
+
+
+def _row_facts(s: Mapping[str, Any]) -> list[str]:
+    parts = [f"{s['tokens']} tokens", f"{s['thinking_tokens']} thinking", f"{s['answer_tokens']} answer"]
+    if s["waits_inserted"]:
+        parts.append(f"{s['waits_inserted']} wait{'s' if s['waits_inserted'] != 1 else ''}")
+    if s["pauses_inserted"]:
+        parts.append(f"{s['pauses_inserted']} pause{'s' if s['pauses_inserted'] != 1 else ''}")
+    if s["mean_entropy"] is not None:
+        parts.append(f"mean H = {s['mean_entropy']:.2f} nats")
+    return parts
+
+
+def _timeline_header(header: Any, all_steps: Sequence[TraceStep], palette: Mapping[str, str],
+                     fstyles: Mapping[str, Mapping[str, Any]], summaries: Mapping[int, Mapping[str, Any]],
+                     shown: Sequence[int], row_ids: Sequence[int]) -> None:
+    """Title and two legends (regime backgrounds | forced-token markers and boundary)."""
     counts = Counter(t.regime for t in all_steps)
     fcounts = Counter(t.forced for t in all_steps if t.forced is not None)
     regime_handles = [
@@ -408,7 +415,6 @@ def plot_timeline(
         hax.legend(handles=marker_handles, title="forced tokens (markers, tokens)", loc="center right",
                    bbox_to_anchor=(1.0, 0.42), ncol=min(3, len(marker_handles)), fontsize=8.5,
                    title_fontsize=9, frameon=False, handlelength=1.6, columnspacing=1.2)
-    return _save(fig, path, dpi)
 
 
 # ----------------------------------------------------------------------------------------------

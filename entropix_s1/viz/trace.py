@@ -30,6 +30,7 @@ __all__ = [
     "read_trace",
     "trace_summary",
     "trace_rows",
+    "trace_steps",
     "WAIT_REASONS",
     "PAUSE_REASONS",
 ]
@@ -76,7 +77,8 @@ def _dump_line(step: TraceStep) -> str:
     return line
 
 
-def _steps_of(items: Iterable[GenerationResult | TraceStep]) -> list[TraceStep]:
+def trace_steps(items: Iterable[GenerationResult | TraceStep]) -> list[TraceStep]:
+    """Every trace step of `items` (results contribute their `trace`), in order."""
     steps: list[TraceStep] = []
     for item in items:
         if isinstance(item, GenerationResult):
@@ -95,7 +97,7 @@ def write_trace(results: Sequence[GenerationResult] | Iterable[TraceStep], path:
     Non-finite metric values are written as null (the file is strict JSON). Parent directories
     are created. Returns the path written.
     """
-    steps = _steps_of(results)
+    steps = trace_steps(results)
     steps.sort(key=lambda t: (t.row, t.step))  # stable: equal keys keep their order
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -222,7 +224,7 @@ def trace_summary(
 
     `tokens_per_insertion` ({"wait": 2}) disambiguates back-to-back multi-token insertions.
     """
-    flat = _steps_of(steps)
+    flat = trace_steps(steps)
     per = dict(tokens_per_insertion or {})
     out: dict[int, dict[str, Any]] = {}
     for row, rs in trace_rows(flat).items():
