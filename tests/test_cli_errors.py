@@ -209,3 +209,16 @@ def test_unknown_flag_is_argparse_error(capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit) as e:
         main(["generate", "--prompt", "x", "--no-such-flag"])
     assert e.value.code == 2 and "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+
+
+def test_bench_forwards_its_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+    import sys
+
+    seen: list[argparse.Namespace] = []
+    fake = types.ModuleType("harness")
+    fake.add_arguments = lambda p: p.add_argument("--repeats", type=int, default=3) and p  # type: ignore[attr-defined]
+    fake.main = lambda a: seen.append(a) or 0  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "harness", fake)
+    assert main(["bench", "--repeats", "1"]) == 0
+    assert seen[0].repeats == 1

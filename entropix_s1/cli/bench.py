@@ -1,26 +1,24 @@
-"""`entropix-s1 bench ...`: a thin entry to the throughput benchmark harness.
+"""`entropix-s1 bench ...`: a thin entry to the throughput benchmark harness, `benchmarks/harness.py`.
 
-Its arguments are the harness's own (`benchmarks/throughput.py --help` lists them); they are
-forwarded as they are. The harness imports JAX (and torch for the transformers side), so it is
-loaded only when the command runs: `entropix_s1.bench` if the package still has it, else
-`benchmarks/harness.py` of the source checkout.
+Its arguments are the harness's own (`entropix-s1 bench --help` lists them); they are forwarded
+as they are. The harness is benchmark code of the source checkout (it imports JAX, and torch for
+the transformers side), so it is loaded by path, and only when the command runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
 from entropix_s1.errors import ConfigError
 
-HELP = "throughput vs transformers (needs the dev extra; `entropix-s1 bench --help` lists its options)"
-#: where the harness lives, tried in order
-HARNESS_MODULE = "entropix_s1.bench"
+HELP = "throughput vs transformers (source checkout and dev extra; `entropix-s1 bench --help` lists its options)"
 HARNESS_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "harness.py"
-
+#: the name benchmarks/throughput.py and the tests import it under, so there is one copy
+HARNESS_MODULE = "harness"
 
 #: main() hands every argument after `bench` to `run` as `args.forward`, `--help` included
 FORWARD = True
@@ -32,23 +30,25 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def harness() -> ModuleType:
-    """The module that defines `add_bench_arguments` and `bench_main`."""
-    try:
-        return importlib.import_module(HARNESS_MODULE)
-    except ModuleNotFoundError as e:
-        if e.name != HARNESS_MODULE:
-            raise
+    """benchmarks/harness.py (`add_arguments(parser)`, `main(args)`)."""
+    if HARNESS_MODULE in sys.modules:
+        return sys.modules[HARNESS_MODULE]
     if not HARNESS_FILE.is_file():
-        raise ConfigError(f"the benchmark harness is not installed: neither {HARNESS_MODULE} nor {HARNESS_FILE} "
-                          "exists (run it from a source checkout)")
-    spec = importlib.util.spec_from_file_location("entropix_s1_bench_harness", HARNESS_FILE)
+        raise ConfigError(f"bench needs a source checkout: {HARNESS_FILE} not found "
+                          "(clone the repository and install it with `pip install -e .[dev]`)")
+    spec = importlib.util.spec_from_file_location(HARNESS_MODULE, HARNESS_FILE)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[HARNESS_MODULE] = module  # dataclasses and pickling look their module up there
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[HARNESS_MODULE]
+        raise
     return module
 
 
 def run(args: argparse.Namespace) -> int:
     h = harness()
     parser = argparse.ArgumentParser(prog="entropix-s1 bench", description="throughput vs transformers")
-    h.add_bench_arguments(parser)
-    return int(h.bench_main(parser.parse_args(args.forward)) or 0)
+    h.add_arguments(parser)
+    return int(h.main(parser.parse_args(args.forward)) or 0)
