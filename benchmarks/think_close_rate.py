@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
 import entropix_s1  # noqa: E402
+from entropix_s1.jsonl import read_jsonl  # noqa: E402
 from entropix_s1.research.grading import extract_from_generation, is_correct  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_test.jsonl"
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="write per-question JSON lines here")
     a = ap.parse_args(argv)
 
-    rows = [json.loads(line) for line in open(a.data, encoding="utf-8") if line.strip()][: a.n]
+    rows = read_jsonl(a.data)[: a.n]
     questions = [r["question"] for r in rows]
     golds = [r["answer"].rsplit("####", 1)[1].strip().replace(",", "") for r in rows]
     t0 = time.time()
