@@ -474,9 +474,6 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-#: The names `entropix-s1 bench` (entropix_s1/cli/bench.py) looks up.
-add_bench_arguments, bench_main = add_arguments, main
-
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(prog="python benchmarks/harness.py", description="throughput vs transformers")
     sys.exit(main(add_arguments(ap).parse_args()))
