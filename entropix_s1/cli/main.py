@@ -67,7 +67,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EntropixS1Error as e:
         print(f"entropix-s1 {args.cmd}: error: {e}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

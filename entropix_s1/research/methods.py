@@ -33,13 +33,16 @@ family `budget`; `budget:max=512,waits=2,wait=Hmm` is family `budget:wait=Hmm`).
 
 "Unconstrained" budget: `Budget()` with no min, max or waits, so every method runs through the
 same thinking/answer bookkeeping and their thinking-token counts are comparable. Budgets are
-built with the `Budget` default delimiters; `compare.run_compare` swaps in the model's
-format: `think_start`/`think_end`/`answer_prefix`/`cap_with_delimiter` (from its `base_budget`
-argument or the model's `default_budget`).
+built by `make_budget`, the one function that turns budget options into a `Budget` (the CLI's
+`generate --max-thinking ...` flags go through it too), with the `Budget` default delimiters;
+`with_format` swaps in the model's format: `think_start`/`think_end`/`answer_prefix`/
+`cap_with_delimiter` (`runner.run_compare` from its `base_budget` argument or the model's
+`default_budget`, `entropix-s1 generate --method SPEC` from the model's `default_budget`).
 
 `entropix:calibrated` without a path reads `$ENTROPIX_S1_CALIBRATION`, else
 `entropix_calibration.json` in the working directory: a JSON object of EntropixConfig fields, as
-the calibrate command writes it (lists become tuples).
+the calibrate command writes it, read by `calibrate.load_entropix_config` (lists become tuples;
+a key that is not a field is a ConfigError naming it).
 
 Lists of methods (CLI `--methods`): specs separated by `;` (the flag may also be repeated), with
 shell-like brace expansion: `budget:max={64,128,256,512}` is four methods.
@@ -70,9 +73,13 @@ __all__ = [
     "BUDGET_FAMILIES",
     "DEFAULT_MAX_NEW_TOKENS",
     "DEFAULT_ANSWER_TOKENS",
+    "BUDGET_FIELDS",
     "parse_spec",
     "parse_method",
     "build_method",
+    "make_budget",
+    "with_format",
+    "model_format",
     "expand_specs",
     "budget_sweep",
     "waits_sweep",
@@ -362,6 +369,32 @@ def parse_spec(spec: str, *, default_max_new_tokens: int | None = None) -> Metho
     )
 
 
+def _entropix_sampler(spec: MethodSpec, opts: dict[str, Any]) -> Any:
+    from entropix_s1.core.entropix import EntropixConfig  # lazy: needs JAX
+    from entropix_s1.research.calibrate import load_entropix_config
+
+    cal = opts.get("calibrated")
+    if cal is None:
+        sampler = EntropixConfig()
+    else:
+        path = default_calibration_path() if cal is True else Path(cal).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"method {spec.name!r}: calibration file {path} not found; write it with the calibrate "
+                "command, or give its path (entropix:calibrated=PATH, or $ENTROPIX_S1_CALIBRATION)"
+            )
+        try:
+            sampler = load_entropix_config(path)
+        except ConfigError as e:
+            raise ConfigError(f"method {spec.name!r}: {e}") from None
+    if "pause" in opts:
+        try:
+            sampler = dataclasses.replace(sampler, pause_text=opts["pause"])
+        except TypeError as e:
+            raise ConfigError(f"method {spec.name!r}: EntropixConfig has no pause_text ({e})") from None
+    return sampler
+
+
 def build_method(spec: MethodSpec) -> Method:
     """Build the sampler object of a parsed spec (imports the samplers lazily)."""
     kind = spec.sampler_kind
@@ -373,45 +406,14 @@ def build_method(spec: MethodSpec) -> Method:
     elif kind == "sample":
         from entropix_s1.core.sampling import Sample
 
-        sampler = Sample(
-            temperature=opts["t"],
-            top_k=opts.get("top_k"),
-            top_p=opts.get("top_p"),
-            min_p=opts.get("min_p"),
-        )
+        sampler = Sample(temperature=opts["t"], top_k=opts.get("top_k"), top_p=opts.get("top_p"),
+                         min_p=opts.get("min_p"))
     elif kind == "entropix":
-        from entropix_s1.core.entropix import EntropixConfig
-
-        cal = opts.get("calibrated")
-        if cal is None:
-            sampler = EntropixConfig()
-        else:
-            from entropix_s1.research.calibrate import load_entropix_config
-
-            path = default_calibration_path() if cal is True else Path(cal).expanduser()
-            if not path.is_file():
-                raise ConfigError(
-                    f"method {spec.name!r}: calibration file {path} not found; write it with the calibrate "
-                    "command, or give its path (entropix:calibrated=PATH, or $ENTROPIX_S1_CALIBRATION)"
-                )
-            try:
-                sampler = load_entropix_config(path)
-            except ConfigError as e:
-                raise ConfigError(f"method {spec.name!r}: {e}") from None
-        if "pause" in opts:
-            try:
-                sampler = dataclasses.replace(sampler, pause_text=opts["pause"])
-            except TypeError as e:
-                raise ConfigError(f"method {spec.name!r}: EntropixConfig has no pause_text ({e})") from None
+        sampler = _entropix_sampler(spec, opts)
     else:  # pragma: no cover - parse_spec only produces the kinds above
         raise ConfigError(f"unknown sampler kind {kind!r}")
-    return Method(
-        name=spec.name,
-        family=spec.family,
-        sampler=sampler,
-        budget=spec.budget,
-        max_new_tokens=spec.max_new_tokens,
-    )
+    return Method(name=spec.name, family=spec.family, sampler=sampler, budget=spec.budget,
+                  max_new_tokens=spec.max_new_tokens)
 
 
 def parse_method(spec: str | MethodSpec | Method, *, default_max_new_tokens: int | None = None) -> Method:
