@@ -80,6 +80,7 @@ class Prepared:
     spec: D.LoopSpec | None
     inputs: D.LoopInputs | None
     stop: tuple[str, ...] = ()
+    skip_special_tokens: bool = True
 
     @property
     def good(self) -> list[Row]:
@@ -228,6 +229,7 @@ class Model:
         template_vars: dict[str, Any] | None = None,
         on_error: Literal["raise", "row"] = "raise",
         progress: bool | None = None,
+        skip_special_tokens: bool = True,
     ) -> list[GenerationResult]:
         """Generate for a batch of prompts in one compiled loop; one result per prompt.
 
@@ -241,10 +243,12 @@ class Model:
             result for that row and runs the others.
         progress: a progress bar with tokens/s (runs the loop in chunks; same tokens). None: on
             when stderr is a terminal and the run is long enough to wait for.
+        skip_special_tokens: the texts of a result leave out special tokens such as "<|im_end|>"
+            (`token_ids` always keep them).
         """
         plan = self.prepare(prompts, sampler=sampler, budget=budget, max_new_tokens=max_new_tokens, seed=seed,
                             ignore_eos=ignore_eos, raw=raw, prefill=prefill, system=system, stop=stop,
-                            template_vars=template_vars, on_error=on_error)
+                            template_vars=template_vars, on_error=on_error, skip_special_tokens=skip_special_tokens)
         outs = iter(self._results(plan, self._decode(plan, progress)) if plan.spec is not None else [])
         return [GenerationResult(r.prompt, (), "", "", "", 0, 0, 0, 0, "error", (), r.error) if r.error else next(outs)
                 for r in plan.rows]
@@ -253,7 +257,7 @@ class Model:
                 budget: Budget | Sequence[Budget | None] | None = None, max_new_tokens: int = 256, seed: int = 0,
                 ignore_eos: bool = False, raw: bool = False, prefill: str = "", system: str | None = None,
                 stop: Sequence[str] = (), template_vars: dict[str, Any] | None = None,
-                on_error: Literal["raise", "row"] = "raise") -> Prepared:
+                on_error: Literal["raise", "row"] = "raise", skip_special_tokens: bool = True) -> Prepared:
         """Validate and tokenise everything before any compute (errors name the bad input) and
         build the loop's spec and inputs; arguments as for `generate`. Run it with
         `core.decode.generate_arrays(plan.spec, model.params, plan.inputs)`."""
@@ -280,9 +284,10 @@ class Model:
         tables = self._tables(next((b for b in budgets if b is not None), None), smp, stop, ignore_eos)
         good = [r for r in rows if not r.error]
         if not good:
-            return Prepared(rows, None, None, tuple(stop))
+            return Prepared(rows, None, None, tuple(stop), skip_special_tokens)
         spec = self._spec(smp, good, max_new_tokens)
-        return Prepared(rows, spec, self._inputs(spec, good, tables, max_new_tokens, seed), tuple(stop))
+        return Prepared(rows, spec, self._inputs(spec, good, tables, max_new_tokens, seed), tuple(stop),
+                        skip_special_tokens)
 
     def chat(self, messages: Sequence[Message], **kw: Any) -> GenerationResult:
         """One conversation through the chat template; keyword arguments as for `generate`."""
@@ -301,7 +306,8 @@ class Model:
         shown = ""
         for st in self._chunks(plan, chunk_steps):
             n, done = jax.device_get((st.n_out_B[0], st.done_B[0]))
-            text = self.tokenizer.decode([int(t) for t in jax.device_get(st.out_BN[0, :n])])
+            text = self.tokenizer.decode([int(t) for t in jax.device_get(st.out_BN[0, :n])],
+                                         skip_special_tokens=plan.skip_special_tokens)
             stable = text if done else text.rstrip("\ufffd")  # hold back a split UTF-8 character
             if stable.startswith(shown) and len(stable) > len(shown):
                 yield stable[len(shown):]
@@ -361,21 +367,24 @@ class Model:
                                 answer=st.answer_B, waits=st.waits_B, pauses=st.pauses_B, stop=st.stop_B))
         has_attn = bool(plan.spec.metric_layers)
         prefill_len = int(plan.inputs.tables.forced_len_R[codes.SEQ_PREFILL])
-        return [self._result(r, i, h, has_attn, prefill_len, plan.stop) for i, r in enumerate(plan.good)]
+        return [self._result(r, i, h, has_attn, prefill_len, plan) for i, r in enumerate(plan.good)]
 
-    def _result(self, r: Row, i: int, h: dict, has_attn: bool, prefill_len: int, stop: Sequence[str]) -> GenerationResult:
+    def _result(self, r: Row, i: int, h: dict, has_attn: bool, prefill_len: int, plan: Prepared) -> GenerationResult:
+        def decode(ids: list[int]) -> str:
+            return self.tokenizer.decode(ids, skip_special_tokens=plan.skip_special_tokens)
+
         n = int(h["n"][i])
         ids = [int(t) for t in h["out"][i, :n]]
         thinking = r.budget is not None
         boundary = (int(h["boundary"][i]) if h["phase"][i] == codes.ANSWER else n) if thinking else 0
         start = min(prefill_len, boundary) if thinking else 0
-        text = self.tokenizer.decode(ids)
-        answer_text = self.tokenizer.decode(ids[boundary:])
+        text = decode(ids)
+        answer_text = decode(ids[boundary:])
         for d in (r.budget.think_end if thinking else ()):
             if answer_text.startswith(d):  # the delimiter closes thinking; it is not answer text
                 answer_text = answer_text[len(d):]
                 break
-        for s in stop:
+        for s in plan.stop:
             if s and s in answer_text:
                 answer_text = answer_text[: answer_text.index(s)]
             if s and s in text:
@@ -392,7 +401,7 @@ class Model:
             ))
         return GenerationResult(
             prompt=r.prompt, token_ids=tuple(ids), text=text,
-            thinking_text=self.tokenizer.decode(ids[start:boundary]) if thinking else "",
+            thinking_text=decode(ids[start:boundary]) if thinking else "",
             answer_text=answer_text, thinking_tokens=int(h["think"][i]), answer_tokens=int(h["answer"][i]),
             waits_inserted=int(h["waits"][i]), pauses_inserted=int(h["pauses"][i]),
             stop_reason=codes.STOP_NAMES[int(h["stop"][i])], trace=tuple(trace),
