@@ -33,11 +33,6 @@ class Prefill(Controller):
         return (view.step == 0) & view.thinking_B
 
 
-@struct.dataclass
-class CapKnobs:
-    max_think_B: Any
-
-
 @dataclasses.dataclass(frozen=True)
 class ThinkingCap(Controller):
     """s1 "Final Answer:" cap: thinking stops at `max_thinking_tokens`, even inside a wait."""
@@ -56,11 +51,12 @@ class ThinkingCap(Controller):
         if not budget.cap_with_delimiter and not budget.answer_prefix:
             raise ConfigError("Budget: cap_with_delimiter=False needs a non-empty answer_prefix to force at the cap")
 
-    def pack(self, budgets: Sequence[Any]) -> CapKnobs:
-        return CapKnobs(column(budgets, lambda b: b.max_thinking_tokens, codes.NO_LIMIT))
+    def pack(self, budgets: Sequence[Any]):
+        """[B] max_thinking_tokens (no limit where unset)."""
+        return column(budgets, lambda b: b.max_thinking_tokens, codes.NO_LIMIT)
 
-    def force(self, view: RowView, knobs: CapKnobs, state: Any, regime_B):
-        return view.thinking_B & (view.think_B >= knobs.max_think_B)
+    def force(self, view: RowView, max_think_B, state: Any, regime_B):
+        return view.thinking_B & (view.think_B >= max_think_B)
 
 
 @struct.dataclass
@@ -107,11 +103,6 @@ class S1Extend(Controller):
                            waits_left_B=waits_left_B, below_min_B=below_min_B)
 
 
-@struct.dataclass
-class AnswerKnobs:
-    max_answer_B: Any
-
-
 @dataclasses.dataclass(frozen=True)
 class AnswerCap(Controller):
     """End the row `max_answer_tokens` into its answer phase (stop reason "answer_budget")."""
@@ -123,11 +114,12 @@ class AnswerCap(Controller):
         if budget.max_answer_tokens is not None and budget.max_answer_tokens < 1:
             raise ConfigError(f"Budget.max_answer_tokens must be >= 1, got {budget.max_answer_tokens}")
 
-    def pack(self, budgets: Sequence[Any]) -> AnswerKnobs:
-        return AnswerKnobs(column(budgets, lambda b: b.max_answer_tokens, codes.NO_LIMIT))
+    def pack(self, budgets: Sequence[Any]):
+        """[B] max_answer_tokens (no limit where unset)."""
+        return column(budgets, lambda b: b.max_answer_tokens, codes.NO_LIMIT)
 
-    def stop(self, view: RowView, knobs: AnswerKnobs):
-        return view.active_B & (view.phase_B == codes.ANSWER) & (view.answer_B >= knobs.max_answer_B)
+    def stop(self, view: RowView, max_answer_B):
+        return view.active_B & (view.phase_B == codes.ANSWER) & (view.answer_B >= max_answer_B)
 
 
 __all__ = ["AnswerCap", "Prefill", "S1Extend", "ThinkingCap"]
