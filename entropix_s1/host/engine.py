@@ -1,6 +1,9 @@
 """Host side: load a checkpoint, render and tokenise prompts, run the jitted loop, build results.
 
-Everything that touches strings, files or Python objects lives here; `decode.py` sees only arrays.
+Everything that touches strings, files or Python objects lives here; `core/decode.py` sees only
+arrays. `Model.prepare` turns prompts and budgets into the loop's static `LoopSpec` (shapes,
+sampler, controllers) and its `LoopInputs` (padded prompts, per-row knobs, token tables);
+`generate` runs it and turns the final `DecodeState` into `GenerationResult`s.
 """
 
 from __future__ import annotations
