@@ -83,3 +83,14 @@ def test_cli_errors_are_clear(smollm2_dir, tmp_path, capsys):
     assert main(["generate", "--model", str(smollm2_dir), "--prompt", "x", "--min-thinking", "9",
                  "--max-thinking", "3"]) == 2
     assert "min_thinking_tokens (9) > max_thinking_tokens (3)" in capsys.readouterr().err
+
+
+def test_generate_method_spec(smollm2_dir, capsys):
+    """`generate --method SPEC`: the spec grammar of `compare --methods`, with the model's delimiters."""
+    argv = ["generate", "--model", str(smollm2_dir), "--prompt", "What is 2+3?", "--method",
+            "adaptive-budget:max=16,waits=1", "--max-new-tokens", "40", "--json"]
+    assert main(argv) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["thinking_tokens"] <= 16 and res["waits_inserted"] <= 1
+    assert main(argv[:-3] + ["--max-thinking", "16"]) == 2
+    assert "--method cannot be combined with --max-thinking" in capsys.readouterr().err
