@@ -42,8 +42,8 @@ from entropix_s1.core.tables import TokenTables, bucket, match_tail
 
 Array = jax.Array
 
-__all__ = ["DecodeState", "LoopInputs", "LoopSpec", "bucket", "generate_arrays", "init_state", "run_chunk",
-           "stage_windows"]
+__all__ = ["DecodeState", "LoopInputs", "LoopSpec", "bucket", "fresh_rows", "generate_arrays", "init_state",
+           "run_chunk", "stage_windows"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +101,8 @@ class DecodeState:
     q_pos_B: Array
     done_B: Array
     stop_B: Array
+    t_B: Array  # the row's own step (its randomness is keyed by (seed, prompt, t), never by slot)
+    pid_B: Array  # index of the prompt the slot holds
     ctl: tuple[Any, ...]  # each controller's own carry, in spec order
 
 
@@ -119,10 +121,10 @@ def stage_windows(prompt_len: int, cache_len: int, first: int = 128) -> tuple[in
     return tuple(ws)
 
 
-def _row_keys(key: Array, step: Array, b: int) -> Array:
-    """One key per row and step; a row's randomness depends only on (seed, row, step)."""
-    k = jax.random.fold_in(key, step)
-    return jax.vmap(lambda r: jax.random.fold_in(k, r))(jnp.arange(b))
+def _row_keys(key: Array, t_B: Array, pid_B: Array) -> Array:
+    """One key per row and step: fold_in(fold_in(seed, t), prompt), so a prompt's randomness depends
+    only on the seed, its index and its own step, never on its slot or its batch mates."""
+    return jax.vmap(lambda t, p: jax.random.fold_in(jax.random.fold_in(key, t), p))(t_B, pid_B)
 
 
 def _write(buf: Array, idx_B: Array, val: Array, mask_B: Array) -> Array:
@@ -135,7 +137,7 @@ def _write(buf: Array, idx_B: Array, val: Array, mask_B: Array) -> Array:
 
 
 def _view(st: DecodeState, tables: TokenTables, metrics: LogitMetrics) -> RowView:
-    return RowView(step=st.step, active_B=~st.done_B, phase_B=st.phase_B, think_B=st.think_B, answer_B=st.answer_B,
+    return RowView(t_B=st.t_B, active_B=~st.done_B, phase_B=st.phase_B, think_B=st.think_B, answer_B=st.answer_B,
                    n_out_B=st.n_out_B, waits_B=st.waits_B, pauses_B=st.pauses_B, q_seq_B=st.q_seq_B, out_BN=st.out_BN,
                    stats_BNS=st.stats_BNS, metrics=metrics, tables=tables)
 
@@ -258,7 +260,7 @@ def _step(spec: LoopSpec, params: Params, inputs: LoopInputs, window: int, st: D
     view = _view(st, inputs.tables, logit_metrics(st.logits_BV))
     logits_BV, tried_B = _suppress(spec, inputs, view, st.logits_BV)
     proposal = SamplerInput(logits_BV=logits_BV, metrics=view.metrics, attention=st.attn,
-                            rng_B=_row_keys(inputs.key, st.step, spec.batch), active_B=view.active_B,
+                            rng_B=_row_keys(inputs.key, st.t_B, st.pid_B), active_B=view.active_B,
                             lookahead=Lookahead(params, spec.cfg, st.cache, window))
     tok_B, regime_B = spec.sampler.propose(proposal)
     st, tok_B, reason_B = _force(spec, inputs, view, st, tok_B, regime_B)
@@ -269,8 +271,8 @@ def _step(spec: LoopSpec, params: Params, inputs: LoopInputs, window: int, st: D
     logits, cache, attn = forward(params, spec.cfg, tok_B[:, None], st.cache, window=window,
                                   token_valid_BT=view.active_B[:, None], metric_layers=spec.metric_layers,
                                   last_only=True)
-    return st.replace(step=st.step + 1, cache=cache, logits_BV=logits, waits_B=st.waits_B + tried_B,
-                      attn=attn if attn is not None else st.attn)
+    return st.replace(step=st.step + 1, t_B=st.t_B + view.active_B, cache=cache, logits_BV=logits,
+                      waits_B=st.waits_B + tried_B, attn=attn if attn is not None else st.attn)
 
 
 def _zero_attn(b: int) -> AttentionMetrics:
@@ -278,28 +280,35 @@ def _zero_attn(b: int) -> AttentionMetrics:
     return AttentionMetrics(entropy_B=z, varentropy_B=z, agreement_B=z, interaction_B=z)
 
 
-def _init(spec: LoopSpec, params: Params, inputs: LoopInputs) -> DecodeState:
-    """Prefill the left-padded prompts and build the loop's starting state."""
-    from entropix_s1.core.sharding import constrain  # batch over "dp", KV heads over "tp"; no-op without a mesh
-
+def fresh_rows(spec: LoopSpec, inputs: LoopInputs, cache: KVCache, logits_BV: Array,
+               attn: AttentionMetrics | None, pid_B: Array, step: Array) -> DecodeState:
+    """A state in which every row starts anew from its prefilled prompt (the logits of its last
+    prompt token); `slots.refill` keeps these rows only where it starts a prompt."""
     b, n_cap = spec.batch, spec.out_len
-    cache = KVCache.init(spec.cfg, b, spec.cache_len, params.dtype)
-    tokens_BP, valid_BP, cache = constrain(spec.cfg, (inputs.tokens_BP, inputs.valid_BP, cache))
-    logits, cache, attn = forward(params, spec.cfg, tokens_BP, cache, window=spec.prompt_len,
-                                  token_valid_BT=valid_BP, metric_layers=spec.metric_layers, last_only=True)
     zi = jnp.zeros((b,), jnp.int32)
     not_started = inputs.max_new <= 0
-    return constrain(spec.cfg, DecodeState(
-        step=jnp.zeros((), jnp.int32), cache=cache, logits_BV=logits,
-        attn=attn if attn is not None else _zero_attn(b),
+    return DecodeState(
+        step=step, cache=cache, logits_BV=logits_BV, attn=attn if attn is not None else _zero_attn(b),
         out_BN=jnp.zeros((b, n_cap), jnp.int32), forced_BN=jnp.zeros((b, n_cap), jnp.int8),
         regime_BN=jnp.zeros((b, n_cap), jnp.int8),
         stats_BNS=jnp.zeros((b, n_cap, len(codes.STAT_NAMES)), jnp.float32),
         n_out_B=zi, phase_B=jnp.where(inputs.thinking_B, codes.THINKING, codes.ANSWER).astype(jnp.int32),
         boundary_B=zi, think_B=zi, answer_B=zi, waits_B=zi, pauses_B=zi, q_seq_B=zi + codes.NO_SEQ, q_pos_B=zi,
         done_B=jnp.broadcast_to(not_started, (b,)), stop_B=jnp.where(not_started, codes.STOP_MAX_NEW, codes.STOP_RUNNING) + zi,
-        ctl=tuple(c.init(k, b) for c, k in zip(spec.controllers, inputs.knobs)),
-    ))
+        t_B=zi, pid_B=pid_B.astype(jnp.int32), ctl=tuple(c.init(k, b) for c, k in zip(spec.controllers, inputs.knobs)),
+    )
+
+
+def _init(spec: LoopSpec, params: Params, inputs: LoopInputs) -> DecodeState:
+    """Prefill the left-padded prompts and build the loop's starting state (row i holds prompt i)."""
+    from entropix_s1.core.sharding import constrain  # batch over "dp", KV heads over "tp"; no-op without a mesh
+
+    cache = KVCache.init(spec.cfg, spec.batch, spec.cache_len, params.dtype)
+    tokens_BP, valid_BP, cache = constrain(spec.cfg, (inputs.tokens_BP, inputs.valid_BP, cache))
+    logits, cache, attn = forward(params, spec.cfg, tokens_BP, cache, window=spec.prompt_len,
+                                  token_valid_BT=valid_BP, metric_layers=spec.metric_layers, last_only=True)
+    pid_B = jnp.arange(spec.batch, dtype=jnp.int32)
+    return constrain(spec.cfg, fresh_rows(spec, inputs, cache, logits, attn, pid_B, jnp.zeros((), jnp.int32)))
 
 
 def _run(spec: LoopSpec, params: Params, inputs: LoopInputs, st: DecodeState, step_limit: Array) -> DecodeState:

@@ -30,7 +30,7 @@ class Prefill(Controller):
     seq = codes.SEQ_PREFILL
 
     def force(self, view: RowView, knobs: Any, state: Any, regime_B):
-        return (view.step == 0) & view.thinking_B
+        return (view.t_B == 0) & view.thinking_B
 
 
 @dataclasses.dataclass(frozen=True)
