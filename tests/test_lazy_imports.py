@@ -1,6 +1,6 @@
 """`import entropix_s1` and building the `entropix-s1` parser import neither JAX nor matplotlib nor
-optax (each checked in a fresh interpreter); the public names still resolve; the CLI's copies of
-defaults that live behind heavy imports agree with their sources."""
+optax (each checked in a fresh interpreter); the public names still resolve; the copies of constants
+that live behind heavy imports agree with their sources; `sft`'s flag defaults are SFTConfig's."""
 
 from __future__ import annotations
 
@@ -87,12 +87,30 @@ def test_python_dash_m_cli_works() -> None:
     assert out.returncode == 0 and "compare" in out.stdout
 
 
-def test_sft_defaults_match_the_trainer() -> None:
-    """cli/sft.py writes out SFTConfig's defaults (so its parser does not import optax): they agree."""
+def test_sft_choices_match_lora() -> None:
+    """train/config.py writes out io.lora's targets and save dtypes (so `sft --help` does not import JAX):
+    they agree."""
     from entropix_s1.cli import sft as cli_sft
     from entropix_s1.io import lora
-    from entropix_s1.train.sft import SFTConfig
 
-    d = SFTConfig()
-    assert cli_sft.DEFAULTS == {k: getattr(d, k) for k in cli_sft.DEFAULTS}
     assert cli_sft.LORA_TARGETS == lora.TARGETS and cli_sft.SAVE_DTYPES == lora.SAVE_DTYPES
+
+
+def test_sft_config_is_light_and_the_cli_defaults_are_its_own() -> None:
+    """SFTConfig lives JAX-free in train/config.py (train/sft.py re-exports it); `sft` with only the
+    required flags builds SFTConfig's defaults, and its --model default is the catalog's."""
+    got = _run(
+        "import json, sys\n"
+        "from entropix_s1.cli.main import build_parser\n"
+        "from entropix_s1.cli.sft import config_from_args\n"
+        "from entropix_s1.io.catalog import DEFAULT_MODEL\n"
+        "from entropix_s1.train.config import SFTConfig\n"
+        "a = build_parser().parse_args(['sft', '--data', 'd.jsonl', '--out', 'o'])\n"
+        "same = config_from_args(a) == SFTConfig(data='d.jsonl')\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print(json.dumps({'same': same, 'heavy': heavy, 'model': SFTConfig().model == DEFAULT_MODEL}))\n"
+    )
+    assert got == {"same": True, "heavy": [], "model": True}
+    from entropix_s1.train import config, sft
+
+    assert sft.SFTConfig is config.SFTConfig

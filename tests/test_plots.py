@@ -21,12 +21,9 @@ matplotlib = pytest.importorskip("matplotlib")
 import matplotlib.image  # noqa: E402
 
 from entropix_s1.errors import ConfigError, EntropixS1Error, InputError  # noqa: E402
-from entropix_s1.viz.plots import (  # noqa: E402
-    add_plot_arguments,
-    plot_main,
-    plot_trace,
-    thresholds_from_config,
-)
+from entropix_s1.cli.plot import add_arguments as add_plot_arguments  # noqa: E402
+from entropix_s1.cli.plot import run as plot_main  # noqa: E402
+from entropix_s1.viz.plots import plot_trace, thresholds_from_config  # noqa: E402
 from entropix_s1.results import GenerationResult, TraceStep  # noqa: E402
 from entropix_s1.viz.trace import TraceError, read_trace, trace_summary, write_trace  # noqa: E402
 

@@ -53,6 +53,7 @@ from entropix_s1.core.config import ModelConfig
 from entropix_s1.errors import InputError
 from entropix_s1.core.model import KVCache, Params, forward
 from entropix_s1.jsonl import read_jsonl
+from entropix_s1.train.config import SFTConfig  # re-exported: `from entropix_s1.train.sft import SFTConfig`
 
 __all__ = [
     "SFTConfig",
@@ -363,41 +364,6 @@ def _load_state(path: Path, lora, opt_state):
 
 
 # ------------------------------------------------------------------------------------------- train
-@dataclasses.dataclass(frozen=True)
-class SFTConfig:
-    model: str = "smollm2-135m-instruct"
-    data: str = ""
-    limit: int = 1000
-    epochs: int = 1
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
-    targets: tuple[str, ...] = ("wqkv", "wo")
-    lr: float = 1e-3
-    warmup_steps: int = 10
-    weight_decay: float = 0.0
-    batch_tokens: int = 1024
-    max_len: int = 256
-    seed: int = 0
-    exclude: str | None = None  # JSONL of questions never to train on (default: gsm8k_test.jsonl next to data)
-    remat: bool = False
-    max_steps: int | None = None  # cap on optimizer steps; the cosine schedule ends there
-    init_adapter: str | None = None  # start from this adapter dir (a further stage) instead of a fresh one
-    save_dtype: str = "float32"  # dtype of the exported adapter file (float16: half the size, for committing)
-    unlikelihood: float = 0.0  # weight of the token-level unlikelihood term (Welleck et al. 2019); 0 = plain SFT
-
-    def fingerprint(self) -> dict[str, Any]:
-        """What a resumed run must agree on."""
-        d = dataclasses.asdict(self)
-        d["targets"] = list(self.targets)
-        # Paths may be spelled differently and remat changes no math. max_steps may change on resume
-        # (to shorten a run that would take too long): the schedule is recomputed for the new cap.
-        for k in ("data", "exclude", "remat", "max_steps", "init_adapter", "save_dtype"):
-            d.pop(k)
-        if not self.unlikelihood:
-            d.pop("unlikelihood")  # plain SFT: states saved before the option existed still resume
-        return d
-
-
 def _default_exclude(data: str) -> str | None:
     p = Path(data)
     cand = p.with_name(p.name.replace("_train", "_test"))
@@ -451,15 +417,6 @@ def _compiled_step(cfg: SFTConfig, mcfg: ModelConfig, lcfg: L.LoraConfig,
     return _STEPS[opt_key]
 
 
-def _check_config(cfg: SFTConfig) -> None:
-    if cfg.save_dtype not in L.SAVE_DTYPES:
-        raise InputError(f"--save-dtype must be one of {', '.join(L.SAVE_DTYPES)}, got {cfg.save_dtype!r}")
-    if not (cfg.unlikelihood >= 0 and math.isfinite(cfg.unlikelihood)):
-        raise InputError(f"unlikelihood weight must be a finite number >= 0, got {cfg.unlikelihood}")
-    if not cfg.data or not Path(cfg.data).is_file():
-        raise InputError(f"training data not found: {cfg.data!r}")
-
-
 @dataclasses.dataclass(frozen=True)
 class _Selection:
     """The training examples of a run, what was excluded, and the facts the adapter records about them."""
@@ -509,7 +466,7 @@ def train(cfg: SFTConfig, out_dir: str | os.PathLike, *, state_dir: str | os.Pat
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
     out_dir = Path(out_dir)
     state_path = Path(state_dir or out_dir.parent / f"{out_dir.name}-train") / "state.npz"
-    _check_config(cfg)
+    cfg.validate()
     enable_compilation_cache()
 
     base_dir = resolve(cfg.model)

@@ -5,7 +5,7 @@
     # {"timeline": .../timeline.png, "regimes": .../regimes.png, "tokens": .../tokens.html}
 
 CLI: `entropix-s1 plot TRACE.jsonl --out DIR [--row N] [--config ENTROPIX_CONFIG.json]`
-(`add_plot_arguments` / `plot_main` below; `cli.py` wires them in).
+(`entropix_s1.cli.plot`: the arguments and the run, over `plot_trace` and `thresholds_from_config`).
 
 Matplotlib is used through `Figure` + the Agg canvas only: no pyplot, no global backend switch,
 no display needed. The HTML is self-contained (inline CSS, no scripts, no network references).
@@ -13,7 +13,6 @@ no display needed. The HTML is self-contained (inline CSS, no scripts, no networ
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import html
 import json
@@ -42,8 +41,6 @@ __all__ = [
     "plot_regimes",
     "write_tokens_html",
     "thresholds_from_config",
-    "add_plot_arguments",
-    "plot_main",
     "REGIME_COLORS",
     "FORCED_STYLES",
 ]
@@ -695,36 +692,3 @@ def plot_trace(
         ),
         "tokens": write_tokens_html(rows, out / "tokens.html", title=f"entropix-s1 trace ({which})"),
     }
-
-
-# ----------------------------------------------------------------------------------------------
-# CLI
-
-
-def add_plot_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of `entropix-s1 plot`."""
-    parser.add_argument("trace", type=Path, metavar="TRACE.jsonl", help="trace written with --trace")
-    parser.add_argument(
-        "--out", type=Path, default=None, metavar="DIR",
-        help="output directory (default: <trace name>_plots next to the trace)",
-    )
-    parser.add_argument("--row", type=int, default=None, metavar="N", help="plot only this row (default: all)")
-    parser.add_argument(
-        "--config", type=Path, default=None, metavar="JSON",
-        help="EntropixConfig JSON whose entropy/varentropy thresholds are drawn on the plots",
-    )
-    return parser
-
-
-def plot_main(args: argparse.Namespace) -> int:
-    """Run `entropix-s1 plot`: write the three files and print their paths. Returns 0.
-
-    Bad input raises `TraceError` / `InputError` / `ConfigError` (all `EntropixS1Error`) with a
-    message naming the file and line; the CLI turns those into an exit status.
-    """
-    thresholds = thresholds_from_config(args.config) if args.config is not None else None
-    out = args.out if args.out is not None else args.trace.with_name(args.trace.stem + "_plots")
-    paths = plot_trace(args.trace, out, thresholds=thresholds, row=args.row)
-    for name, p in paths.items():
-        print(f"{name}: {p}")
-    return 0
