@@ -38,6 +38,7 @@ from entropix_s1.core.lookahead import Lookahead
 from entropix_s1.core.metrics import AttentionMetrics, LogitMetrics, logit_metrics
 from entropix_s1.core.model import KVCache, Params, forward
 from entropix_s1.core.sampling import Sampler, SamplerInput
+from entropix_s1.core.sharding import replicate
 from entropix_s1.core.tables import TokenTables, bucket, match_tail
 
 Array = jax.Array
@@ -74,6 +75,7 @@ class LoopInputs:
     tokens_BP: Array
     valid_BP: Array
     thinking_B: Array  # bool: the row has a thinking phase (a Budget was given)
+    prompt_id_B: Array  # int32 id keying the row's randomness (its index in the call by default)
     knobs: tuple[Any, ...]
     tables: TokenTables
     max_new: Array
@@ -281,7 +283,7 @@ def _zero_attn(b: int) -> AttentionMetrics:
 
 
 def fresh_rows(spec: LoopSpec, inputs: LoopInputs, cache: KVCache, logits_BV: Array,
-               attn: AttentionMetrics | None, pid_B: Array, step: Array) -> DecodeState:
+               attn: AttentionMetrics | None, step: Array) -> DecodeState:
     """A state in which every row starts anew from its prefilled prompt (the logits of its last
     prompt token); `slots.refill` keeps these rows only where it starts a prompt."""
     b, n_cap = spec.batch, spec.out_len
@@ -295,7 +297,7 @@ def fresh_rows(spec: LoopSpec, inputs: LoopInputs, cache: KVCache, logits_BV: Ar
         n_out_B=zi, phase_B=jnp.where(inputs.thinking_B, codes.THINKING, codes.ANSWER).astype(jnp.int32),
         boundary_B=zi, think_B=zi, answer_B=zi, waits_B=zi, pauses_B=zi, q_seq_B=zi + codes.NO_SEQ, q_pos_B=zi,
         done_B=jnp.broadcast_to(not_started, (b,)), stop_B=jnp.where(not_started, codes.STOP_MAX_NEW, codes.STOP_RUNNING) + zi,
-        t_B=zi, pid_B=pid_B.astype(jnp.int32), ctl=tuple(c.init(k, b) for c, k in zip(spec.controllers, inputs.knobs)),
+        t_B=zi, pid_B=inputs.prompt_id_B, ctl=tuple(c.init(k, b) for c, k in zip(spec.controllers, inputs.knobs)),
     )
 
 
@@ -305,20 +307,24 @@ def _init(spec: LoopSpec, params: Params, inputs: LoopInputs) -> DecodeState:
 
     cache = KVCache.init(spec.cfg, spec.batch, spec.cache_len, params.dtype)
     tokens_BP, valid_BP, cache = constrain(spec.cfg, (inputs.tokens_BP, inputs.valid_BP, cache))
+    inputs = inputs.replace(prompt_id_B=replicate(spec.cfg, inputs.prompt_id_B))  # see sharding.replicate
     logits, cache, attn = forward(params, spec.cfg, tokens_BP, cache, window=spec.prompt_len,
                                   token_valid_BT=valid_BP, metric_layers=spec.metric_layers, last_only=True)
-    pid_B = jnp.arange(spec.batch, dtype=jnp.int32)
-    return constrain(spec.cfg, fresh_rows(spec, inputs, cache, logits, attn, pid_B, jnp.zeros((), jnp.int32)))
+    return constrain(spec.cfg, fresh_rows(spec, inputs, cache, logits, attn, jnp.zeros((), jnp.int32)))
 
 
-def _run(spec: LoopSpec, params: Params, inputs: LoopInputs, st: DecodeState, step_limit: Array) -> DecodeState:
-    """Decode until every row is done, the cache is full, or `step_limit` steps have run.
+def _run(spec: LoopSpec, params: Params, inputs: LoopInputs, st: DecodeState, step_limit: Array,
+         min_active: Array | int = 1) -> DecodeState:
+    """Decode until fewer than `min_active` rows run (1: every row is done), the cache is full, or
+    `step_limit` steps have run.
 
     Stages whose window the cache has already outgrown exit at once, so a state can be resumed
-    (streaming runs this in chunks: same compiled program every chunk)."""
+    (streaming runs this in chunks, the slot scheduler until a row finishes: same compiled
+    program every time)."""
     for w in spec.windows:
         def cond(s, w=w):
-            return jnp.any(~s.done_B) & (s.cache.length + spec.margin <= w) & (s.step < step_limit)
+            running = jnp.sum(~s.done_B) >= min_active
+            return running & jnp.any(~s.done_B) & (s.cache.length + spec.margin <= w) & (s.step < step_limit)
 
         st = jax.lax.while_loop(cond, functools.partial(_step, spec, params, inputs, w), st)
     return st

@@ -306,6 +306,16 @@ def constrain(cfg: ModelConfig, tree: Any) -> Any:
     return jax.tree.map(one, tree, is_leaf=lambda x: isinstance(x, KVCache))
 
 
+def replicate(cfg: ModelConfig, tree: Any) -> Any:
+    """Inside jit: pin `tree` replicated (a no-op without a mesh). For a small per-row input that
+    the loop passes straight into its batch-sharded state (the prompt ids): without it XLA's
+    sharding propagation reaches back into the jitted function's parameters, and recovering those
+    parameter shardings fails for a batch that does not divide the dp axis."""
+    if not isinstance(cfg, ShardedConfig) or cfg.mesh is None:
+        return tree
+    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, NamedSharding(cfg.mesh, P())), tree)
+
+
 def describe(tree: Any) -> dict[str, str]:
     """{leaf path: sharding spec} of a placed pytree (params or a decode state), for inspection."""
     out = {}

@@ -8,6 +8,7 @@ sampler, controllers) and its `LoopInputs` (padded prompts, per-row knobs, token
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -32,6 +33,7 @@ from entropix_s1.core.model import Params, score_logits
 from entropix_s1.results import GenerationResult, TraceStep
 from entropix_s1.core.sampling import Greedy, Sample, Sampler
 from entropix_s1.core.tables import TokenTables, bucket
+from entropix_s1.host.scheduler import SCHEDULES, Schedule, SlotRun
 
 Message = dict[str, str]
 Prompt = Union[str, Sequence[Message]]
@@ -72,6 +74,7 @@ class Row:
     ids: list[int]
     budget: Budget | None
     error: str | None = None
+    prompt_id: int = 0  # keys the row's randomness: its index among the good rows, or the caller's id
 
 
 @dataclasses.dataclass
@@ -233,6 +236,9 @@ class Model:
         on_error: Literal["raise", "row"] = "raise",
         progress: bool | None = None,
         skip_special_tokens: bool = True,
+        batch_size: int | None = None,
+        schedule: Schedule = "continuous",
+        prompt_ids: Sequence[int] | None = None,
     ) -> list[GenerationResult]:
         """Generate for a batch of prompts in one compiled loop; one result per prompt.
 
@@ -248,19 +254,45 @@ class Model:
             when stderr is a terminal and the run is long enough to wait for.
         skip_special_tokens: the texts of a result leave out special tokens such as "<|im_end|>"
             (`token_ids` always keep them).
+        batch_size: row slots (None: one row per prompt). With more prompts than slots,
+            `schedule` "continuous" refills a slot as soon as its row finishes, "static" runs fixed
+            batches; a prompt's tokens are the same either way (`host/scheduler.py`).
+        prompt_ids: ints keying each prompt's randomness with `seed` (default: its index among the
+            good prompts); stable ids (a dataset id) make a resumed or re-batched run sample the same.
         """
-        plan = self.prepare(prompts, sampler=sampler, budget=budget, max_new_tokens=max_new_tokens, seed=seed,
-                            ignore_eos=ignore_eos, raw=raw, prefill=prefill, system=system, stop=stop,
-                            template_vars=template_vars, on_error=on_error, skip_special_tokens=skip_special_tokens)
-        outs = iter(self._results(plan, self._decode(plan, progress)) if plan.spec is not None else [])
-        return [GenerationResult(r.prompt, (), "", "", "", 0, 0, 0, 0, "error", (), r.error) if r.error else next(outs)
-                for r in plan.rows]
+        kw = dict(sampler=sampler, budget=budget, max_new_tokens=max_new_tokens, seed=seed, ignore_eos=ignore_eos,
+                  raw=raw, prefill=prefill, system=system, stop=stop, template_vars=template_vars, on_error=on_error,
+                  skip_special_tokens=skip_special_tokens, batch_size=batch_size, prompt_ids=prompt_ids)
+        return [r for _, r in sorted(self.generate_iter(prompts, schedule=schedule, progress=progress, **kw),
+                                     key=lambda x: x[0])]
+
+    def generate_iter(self, prompts: Prompt | Sequence[Prompt], *, schedule: Schedule = "continuous",
+                      progress: bool | None = None, **kw: Any) -> Iterator[tuple[int, GenerationResult]]:
+        """(prompt index, result) as rows finish (error rows first); arguments as for `generate`.
+        What a long run writes as it goes, so a crash loses only the rows in flight."""
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        plan = self.prepare(prompts, **kw)
+        index = {id(r): i for i, r in enumerate(plan.rows)}
+        for r in plan.rows:
+            if r.error:
+                yield index[id(r)], GenerationResult(r.prompt, (), "", "", "", 0, 0, 0, 0, "error", (), r.error)
+        if plan.spec is None:
+            return
+        if len(plan.good) == plan.spec.batch:  # one batch: one call of the compiled loop
+            results = self._results(plan, self._decode(plan, progress))
+            yield from ((index[id(r)], res) for r, res in zip(plan.good, results))
+            return
+        with self._bar(len(plan.good) * int(plan.inputs.max_new), progress) as bar:
+            for i, res in SlotRun(self, plan, schedule, bar=bar):
+                yield index[id(plan.good[i])], res
 
     def prepare(self, prompts: Prompt | Sequence[Prompt], *, sampler: SamplerLike = "greedy",
                 budget: Budget | Sequence[Budget | None] | None = None, max_new_tokens: int = 256, seed: int = 0,
                 ignore_eos: bool = False, raw: bool = False, prefill: str = "", system: str | None = None,
                 stop: Sequence[str] = (), template_vars: dict[str, Any] | None = None,
-                on_error: Literal["raise", "row"] = "raise", skip_special_tokens: bool = True) -> Prepared:
+                on_error: Literal["raise", "row"] = "raise", skip_special_tokens: bool = True,
+                batch_size: int | None = None, prompt_ids: Sequence[int] | None = None) -> Prepared:
         """Validate and tokenise everything before any compute (errors name the bad input) and
         build the loop's spec and inputs; arguments as for `generate`. Run it with
         `core.decode.generate_arrays(plan.spec, model.params, plan.inputs)`."""
@@ -273,6 +305,10 @@ class Model:
         budgets = list(budget) if isinstance(budget, (list, tuple)) else [budget] * len(plist)
         if len(budgets) != len(plist):
             raise InputError(f"got {len(budgets)} budgets for {len(plist)} prompts")
+        if prompt_ids is not None and len(prompt_ids) != len(plist):
+            raise InputError(f"got {len(prompt_ids)} prompt_ids for {len(plist)} prompts")
+        if batch_size is not None and batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
         shared = {(b.think_start, b.think_end, b.wait_text, b.answer_prefix, b.cap_with_delimiter)
                   for b in budgets if b is not None}
         if len(shared) > 1:
@@ -286,11 +322,13 @@ class Model:
             raise InputError(f"prompt {i}: {err}" if len(rows) > 1 else err)
         tables = self._tables(next((b for b in budgets if b is not None), None), smp, stop, ignore_eos)
         good = [r for r in rows if not r.error]
+        for j, k in enumerate(k for k, r in enumerate(rows) if not r.error):
+            rows[k].prompt_id = j if prompt_ids is None else int(prompt_ids[k]) % 2**31
         if not good:
             return Prepared(rows, None, None, tuple(stop), skip_special_tokens)
-        spec = self._spec(smp, good, max_new_tokens)
-        return Prepared(rows, spec, self._inputs(spec, good, tables, max_new_tokens, seed), tuple(stop),
-                        skip_special_tokens)
+        spec = self._spec(smp, good, max_new_tokens, min(batch_size or len(good), len(good)))
+        inputs = self._inputs(spec, good[: spec.batch], tables, max_new_tokens, jax.random.key(seed))
+        return Prepared(rows, spec, inputs, tuple(stop), skip_special_tokens)
 
     def chat(self, messages: Sequence[Message], **kw: Any) -> GenerationResult:
         """One conversation through the chat template; keyword arguments as for `generate`."""
@@ -317,18 +355,19 @@ class Model:
                 shown = stable
         self.last_stream_result = self._results(plan, st)[0]
 
-    def _spec(self, smp: Sampler, rows: list[Row], max_new: int) -> D.LoopSpec:
-        """Bucketed shapes (a handful of compiled programs) and the controllers of this batch."""
+    def _spec(self, smp: Sampler, rows: list[Row], max_new: int, batch: int) -> D.LoopSpec:
+        """Bucketed shapes (a handful of compiled programs) and the controllers of this batch. With
+        more rows than slots the cache holds one more prompt block, where refills are prefilled."""
         budget0 = next((r.budget for r in rows if r.budget is not None), None)
         P, N = bucket(max(len(r.ids) for r in rows)), bucket(max_new)
-        cache_len = P + N + (64 if budget0 is not None else 0) + smp.lookahead_slots
+        cache_len = P + N + (64 if budget0 is not None else 0) + smp.lookahead_slots + (P if batch < len(rows) else 0)
         controllers = budget_controllers(no_string=budget0 is not None and budget0.wait_text == "",
                                          sampler_controllers=smp.controllers())
-        return D.LoopSpec(self.config, smp, controllers, len(rows), P, N, cache_len, D.stage_windows(P, cache_len),
+        return D.LoopSpec(self.config, smp, controllers, batch, P, N, cache_len, D.stage_windows(P, cache_len),
                           smp.metric_layers(self.config.n_layers))
 
-    def _inputs(self, spec: D.LoopSpec, rows: list[Row], tables: TokenTables, max_new: int, seed: int) -> D.LoopInputs:
-        """Left-padded prompts and every controller's per-row knobs."""
+    def _inputs(self, spec: D.LoopSpec, rows: list[Row], tables: TokenTables, max_new: Any, key: jax.Array) -> D.LoopInputs:
+        """Left-padded prompts, prompt ids and every controller's per-row knobs."""
         P = spec.prompt_len
         toks = np.zeros((len(rows), P), np.int32)
         valid = np.zeros((len(rows), P), bool)
@@ -337,8 +376,9 @@ class Model:
         budgets = [r.budget for r in rows]
         return D.LoopInputs(tokens_BP=jnp.asarray(toks), valid_BP=jnp.asarray(valid),
                             thinking_B=jnp.asarray([b is not None for b in budgets]),
+                            prompt_id_B=jnp.asarray([r.prompt_id for r in rows], jnp.int32),
                             knobs=tuple(c.pack(budgets) for c in spec.controllers), tables=tables,
-                            max_new=jnp.asarray(max_new, jnp.int32), key=jax.random.key(seed))
+                            max_new=jnp.asarray(max_new, jnp.int32), key=key)
 
     def _chunks(self, plan: Prepared, chunk_steps: int) -> Iterator[D.DecodeState]:
         """The loop in jitted chunks of `chunk_steps` steps (same tokens as one call)."""
@@ -351,30 +391,44 @@ class Model:
             if done or int(length) + spec.margin > spec.cache_len:
                 return
 
-    def _decode(self, plan: Prepared, progress: bool | None) -> D.DecodeState:
-        total = plan.spec.batch * int(plan.inputs.max_new)
-        if progress is None:  # a terminal, and long enough to wait for (~a few seconds on CPU)
+    @staticmethod
+    def _bar(total: int, progress: bool | None) -> Any:
+        """A tqdm bar with tokens/s on stderr, or a no-op context. None: on when stderr is a terminal
+        and the run is long enough to wait for (>= 128 tokens: a few seconds on a CPU)."""
+        if progress is None:
             progress = sys.stderr.isatty() and total >= 128
         if not progress:
-            return D.generate_arrays(plan.spec, self.params, plan.inputs)
+            return contextlib.nullcontext(None)
         from tqdm.auto import tqdm
 
-        with tqdm(total=total, unit="tok", desc="generate", leave=False) as bar:
+        return tqdm(total=total, unit="tok", desc="generate", leave=False)
+
+    def _decode(self, plan: Prepared, progress: bool | None) -> D.DecodeState:
+        with self._bar(plan.spec.batch * int(plan.inputs.max_new), progress) as bar:
+            if bar is None:
+                return D.generate_arrays(plan.spec, self.params, plan.inputs)
             for st in self._chunks(plan, chunk_steps=32):
                 bar.update(int(jax.device_get(st.n_out_B.sum())) - bar.n)
         return st
 
-    def _results(self, plan: Prepared, st: D.DecodeState) -> list[GenerationResult]:
-        h = jax.device_get(dict(out=st.out_BN, forced=st.forced_BN, regime=st.regime_BN, stats=st.stats_BNS,
-                                n=st.n_out_B, phase=st.phase_B, boundary=st.boundary_B, think=st.think_B,
-                                answer=st.answer_B, waits=st.waits_B, pauses=st.pauses_B, stop=st.stop_B))
-        has_attn = bool(plan.spec.metric_layers)
-        prefill_len = int(plan.inputs.tables.forced_len_R[codes.SEQ_PREFILL])
-        return [self._result(r, i, h, has_attn, prefill_len, plan) for i, r in enumerate(plan.good)]
+    @staticmethod
+    def _host_buffers(st: D.DecodeState) -> dict[str, np.ndarray]:
+        """The state's per-row output buffers on the host (one transfer)."""
+        return jax.device_get(dict(out=st.out_BN, forced=st.forced_BN, regime=st.regime_BN, stats=st.stats_BNS,
+                                   n=st.n_out_B, phase=st.phase_B, boundary=st.boundary_B, think=st.think_B,
+                                   answer=st.answer_B, waits=st.waits_B, pauses=st.pauses_B, stop=st.stop_B, t=st.t_B))
 
-    def _result(self, r: Row, i: int, h: dict, has_attn: bool, prefill_len: int, plan: Prepared) -> GenerationResult:
+    def _results(self, plan: Prepared, st: D.DecodeState) -> list[GenerationResult]:
+        h = self._host_buffers(st)
+        return [self._result(plan, r, i, h) for i, r in enumerate(plan.good)]
+
+    def _result(self, plan: Prepared, r: Row, i: int, h: dict, trace_row: int | None = None) -> GenerationResult:
+        """Row `i` of the host buffers as a result; its trace steps name `trace_row` (default i)."""
         def decode(ids: list[int]) -> str:
             return self.tokenizer.decode(ids, skip_special_tokens=plan.skip_special_tokens)
+
+        has_attn = bool(plan.spec.metric_layers)
+        prefill_len = int(plan.inputs.tables.forced_len_R[codes.SEQ_PREFILL])
 
         n = int(h["n"][i])
         ids = [int(t) for t in h["out"][i, :n]]
@@ -398,7 +452,7 @@ class Model:
             attn = dict(attn_entropy=float(s_[2]), attn_varentropy=float(s_[3]), agreement=float(s_[4]),
                         interaction=float(s_[5])) if has_attn else dict.fromkeys(codes.STAT_NAMES[2:])
             trace.append(TraceStep(
-                step=j, row=i, token_id=t, token=self.tokenizer.id_to_token(t), entropy=float(s_[0]),
+                step=j, row=i if trace_row is None else trace_row, token_id=t, token=self.tokenizer.id_to_token(t), entropy=float(s_[0]),
                 varentropy=float(s_[1]), **attn, regime=codes.REGIME_NAMES[int(h["regime"][i, j])],
                 forced=codes.FORCED_NAMES[int(h["forced"][i, j])], phase="thinking" if j < boundary else "answer",
             ))
