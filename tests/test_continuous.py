@@ -121,3 +121,26 @@ def test_entropix_and_pauses_run_under_continuous_batching(m):
     rs = m.generate(prompts, batch_size=2, **kw)
     assert [r.token_ids for r in rs] == [r.token_ids for r in alone]
     assert sum(r.pauses_inserted for r in rs) > 0
+
+
+def test_compare_gives_the_same_predictions_under_both_schedules(m, tmp_path):
+    from entropix_s1.research.datasets import Problem
+    from entropix_s1.research.runner import run_compare
+    from entropix_s1.research.store import read_results
+
+    problems = [Problem(id=f"p{i}", question=" ".join(str(t) for t in p), gold="1", dataset="custom")
+                for i, p in enumerate(_prompts(9, seed=6))]
+    class Tok(IdTokenizer):  # a question is its token ids, written out
+        def encode(self, text, add_special_tokens=False):
+            words = text.split()
+            return [int(w) for w in words] if words and words[0].isdigit() else super().encode(text)
+
+    m = Model("tiny-random", CFG, m.params, Tok(CFG.vocab_size, eos_ids=(5,)))
+    methods = ["budget:max=8,waits=1,max_new=24", "sample:t=1.0,max_new=16"]
+    kw = dict(batch_size=4, progress=False, template="{question}", base_budget=Budget(think_end=("A",), wait_text="W",
+                                                                                       answer_prefix="F"))
+    runs = {}
+    for schedule in ("continuous", "static"):
+        run_compare(m, problems, methods, tmp_path / schedule, schedule=schedule, **kw)
+        runs[schedule] = {(r["id"], r["method"]): (r["text"], r["thinking_tokens"]) for r in read_results(tmp_path / schedule)}
+    assert len(runs["continuous"]) == 18 and runs["continuous"] == runs["static"]

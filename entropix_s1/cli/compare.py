@@ -36,7 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
              "and X+budget (see entropix_s1/research/methods.py; `generate --method` takes one such spec)",
     )
     parser.add_argument("--out", required=True, help="output directory (resumed if it holds results)")
-    parser.add_argument("--batch-size", type=int, default=8, help="prompts per generate call (default 8)")
+    parser.add_argument("--batch-size", type=int, default=8, help="row slots decoded at once (default 8)")
+    parser.add_argument("--schedule", default="continuous", choices=["continuous", "static"],
+                        help="continuous: a finished row's slot takes the next problem at once (default); "
+                             "static: fixed batches of --batch-size. Same predictions either way")
     parser.add_argument("--data-dir", default=None, help="directory of the built-in dataset files "
                         "(default $ENTROPIX_S1_DATA or <repo>/../shared/data)")
     parser.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = entropix_s1.load(args.model)
         summary = run_compare(model, problems, methods, out, batch_size=args.batch_size, seed=args.seed,
-                              progress=not args.no_progress, template=args.template)
+                              progress=not args.no_progress, template=args.template, schedule=args.schedule)
     except KeyboardInterrupt:
         return _interrupted(out)
     print(summary.summary_path.read_text(encoding="utf-8"))

@@ -1,10 +1,14 @@
 """`run_compare`: every decoding method on every problem of a dataset, graded, into a resumable store.
 
-Work order: method by method (consecutive batches share one sampler/budget config, so the engine
-compiles once per method), problems in dataset order, `batch_size` prompts per
-`model.generate` call. The seed of a batch is derived from `seed`, the method name and the
-batch's first problem id (independent of what has already run). Finished (id, method) pairs in
-the out dir are skipped, so running the same comparison again completes an interrupted one.
+Work order: method by method (one sampler/budget config at a time, so the engine compiles once per
+method), problems in dataset order. A model with `generate_iter` (ours) gets all of a method's
+pending problems in one call with `batch_size` row slots, scheduled "continuous" (a finished row's
+slot takes the next problem at once) or "static" (fixed batches); each result is written as it
+finishes. Its randomness is keyed by `seed`, the method name and the problem id, so it does not
+depend on the schedule, the slot count or what has already run. Other models get `batch_size`
+prompts per `generate` call, seeded from `seed`, the method name and the batch's first problem id.
+Finished (id, method) pairs in the out dir are skipped, so running the same comparison again
+completes an interrupted one.
 
 The model is duck-typed: it needs `generate(prompts, *, raw, sampler, budget, max_new_tokens,
 seed, on_error) -> list[GenerationResult]` (one result per prompt, same order; `on_error="row"`:
@@ -40,6 +44,11 @@ __all__ = ["run_compare", "record"]
 
 def _batch_seed(seed: int, method: str, first_id: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(f"{method}\0{first_id}".encode())) % (2**31 - 1)
+
+
+def _problem_id(problem: Problem) -> int:
+    """A stable int per problem id: keys the problem's randomness (with the method's seed)."""
+    return zlib.crc32(problem.id.encode()) % (2**31 - 1)
 
 
 def record(problem: Problem, method: Method, budget: Budget | None, result: Any, seconds: float) -> dict[str, Any]:
@@ -126,12 +135,36 @@ def _run_batch(model: Any, method: Method, budget: Budget | None, batch: list[Pr
     return [record(p, method, budget, r, elapsed / len(batch)) for p, r in zip(batch, results, strict=True)]
 
 
-def _run_method(model: Any, method: Method, budget: Budget | None, pending: list[Problem], tmpl: str, seed: int,
-                batch_size: int, results_path: Path, bar: Any) -> None:
-    n_correct = n_done = 0
+def _scheduled_records(model: Any, method: Method, budget: Budget | None, pending: list[Problem], tmpl: str,
+                       seed: int, batch_size: int, schedule: str):
+    """Records as rows finish, from one `generate_iter` call over every pending problem; a record's
+    `seconds` is the wall time since the previous one finished (they add up to the method's time)."""
+    t0 = time.perf_counter()
+    results = model.generate_iter(
+        [render_prompt(p, tmpl) for p in pending], raw=False, sampler=method.sampler, budget=budget,
+        max_new_tokens=method.max_new_tokens, seed=_batch_seed(seed, method.name, ""), on_error="row",
+        batch_size=batch_size, schedule=schedule, prompt_ids=[_problem_id(p) for p in pending], progress=False)
+    for i, result in results:
+        t1 = time.perf_counter()
+        yield [record(pending[i], method, budget, result, t1 - t0)]
+        t0 = t1
+
+
+def _batched_records(model: Any, method: Method, budget: Budget | None, pending: list[Problem], tmpl: str,
+                     seed: int, batch_size: int):
     for start in range(0, len(pending), batch_size):
-        bar.set_postfix_str(method.name, refresh=False)
-        records = _run_batch(model, method, budget, pending[start : start + batch_size], tmpl, seed)
+        yield _run_batch(model, method, budget, pending[start : start + batch_size], tmpl, seed)
+
+
+def _run_method(model: Any, method: Method, budget: Budget | None, pending: list[Problem], tmpl: str, seed: int,
+                batch_size: int, results_path: Path, bar: Any, schedule: str = "continuous") -> None:
+    n_correct = n_done = 0
+    bar.set_postfix_str(method.name, refresh=False)
+    if hasattr(model, "generate_iter") and pending:
+        chunks = _scheduled_records(model, method, budget, pending, tmpl, seed, batch_size, schedule)
+    else:
+        chunks = _batched_records(model, method, budget, pending, tmpl, seed, batch_size)
+    for records in chunks:
         store.append_records(results_path, records)
         n_done += len(records)
         n_correct += sum(r["correct"] for r in records)
@@ -154,6 +187,7 @@ def run_compare(
     answer_field: str | None = None,
     template: str | None = None,
     base_budget: Budget | None = None,
+    schedule: str = "continuous",
 ) -> CompareSummary:
     """Run every method on every problem (resuming from `out_dir`), then `summarize(out_dir)`.
 
@@ -164,10 +198,14 @@ def run_compare(
     base_budget: supplies the format fields (`think_start`/`think_end`/`answer_prefix`/
         `cap_with_delimiter`) of every method's budget; default the
         model's `default_budget` attribute if it has one, else the Budget defaults.
+    schedule: "continuous" or "static" slot scheduling of `batch_size` rows (models with
+        `generate_iter`); both give the same predictions.
     Exceptions from `model.generate` propagate after everything finished so far is on disk.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if schedule not in ("continuous", "static"):
+        raise ConfigError(f"schedule must be 'continuous' or 'static', got {schedule!r}")
     problems = _problems(dataset, limit, data_dir=data_dir, question_field=question_field,
                          answer_field=answer_field)
     tmpl = _template(template, problems[0].dataset)
@@ -189,5 +227,5 @@ def run_compare(
         with _progress_bar(total, progress) as bar:
             for method, pending in plan:
                 _run_method(model, method, with_format(method.budget, base), pending, tmpl, seed, batch_size,
-                            results_path, bar)
+                            results_path, bar, schedule)
     return summarize(out)
