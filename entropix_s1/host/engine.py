@@ -93,6 +93,23 @@ class Prepared:
         return [r for r in self.rows if not r.error]
 
 
+@dataclasses.dataclass(frozen=True)
+class RunStats:
+    """How busy the row slots of the last `generate` were (`Model.last_run_stats`).
+
+    utilisation = useful_row_steps / (slots * loop_steps): the share of slot-steps in which a row
+    was generating (static batches idle while their longest row runs)."""
+
+    slots: int
+    loop_steps: int
+    useful_row_steps: int
+    tokens: int
+
+    @property
+    def utilisation(self) -> float:
+        return self.useful_row_steps / max(1, self.slots * self.loop_steps)
+
+
 class Model:
     """A loaded checkpoint: `.config`, `.tokenizer`, `.path`, `.params`; `score`, `generate`, `chat`."""
 
@@ -280,12 +297,18 @@ class Model:
         if plan.spec is None:
             return
         if len(plan.good) == plan.spec.batch:  # one batch: one call of the compiled loop
-            results = self._results(plan, self._decode(plan, progress))
+            st = self._decode(plan, progress)
+            results = self._results(plan, st)
+            steps, useful = jax.device_get((st.step, jnp.sum(st.t_B)))
+            self.last_run_stats = RunStats(plan.spec.batch, int(steps), int(useful), sum(len(r.token_ids) for r in results))
             yield from ((index[id(r)], res) for r, res in zip(plan.good, results))
             return
         with self._bar(len(plan.good) * int(plan.inputs.max_new), progress) as bar:
-            for i, res in SlotRun(self, plan, schedule, bar=bar):
+            run = SlotRun(self, plan, schedule, bar=bar)
+            for i, res in run:
                 yield index[id(plan.good[i])], res
+            self.last_run_stats = RunStats(plan.spec.batch, run.row_steps // plan.spec.batch, run.useful_row_steps,
+                                           run.tokens)
 
     def prepare(self, prompts: Prompt | Sequence[Prompt], *, sampler: SamplerLike = "greedy",
                 budget: Budget | Sequence[Budget | None] | None = None, max_new_tokens: int = 256, seed: int = 0,
