@@ -1,7 +1,7 @@
 """Throughput benchmark: our jitted loop (greedy, entropix, budget forcing) vs transformers `generate`.
 
-    python benchmarks/throughput.py                          # SmolLM2-135M, the default grid
-    python benchmarks/throughput.py --random-config llama-1b --skip-hf --dtypes bfloat16
+    python benchmarks/throughput.py --cpus 0,1 --time-budget 20   # SmolLM2-135M, the default grid (+ llama.cpp if installed)
+    python benchmarks/throughput.py --random-config llama-1b --skip-hf --dtypes bfloat16 --hbm-gbs 4800
     python benchmarks/throughput.py --help
 
 A thin wrapper over `benchmarks/harness.py` (see benchmarks/README.md for what is measured and how).
