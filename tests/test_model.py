@@ -148,3 +148,64 @@ def test_invalidated_slots_are_forgotten(tiny):
         got.append(np.asarray(logits[0]))
     ref = hf_logits(hf, prompt + cont)[len(prompt) :]
     np.testing.assert_allclose(np.stack(got), ref, atol=1e-4, rtol=0)
+
+
+def _decode_conts(params, cfg, prompts, conts, max_len, window, legacy=False):
+    """Prefill + one-token steps over a `max_len` cache attending to its first `window` slots."""
+    from entropix_s1.core import model as model_lib
+
+    old, model_lib.LEGACY_ATTENTION = model_lib.LEGACY_ATTENTION, legacy
+    try:
+        step = jax.jit(forward, static_argnames=("cfg", "window", "metric_layers", "last_only"))
+        toks, valid = left_pad(prompts, 8)
+        cache = KVCache.init(cfg, len(prompts), max_len, params.dtype)
+        logits, cache, _ = step(params, cfg, toks, cache, window=window, token_valid_BT=valid, last_only=True)
+        got = [np.asarray(logits)]
+        for t in range(len(conts[0])):
+            col = jnp.asarray([[c[t]] for c in conts], jnp.int32)
+            logits, cache, _ = step(params, cfg, col, cache, window=window, last_only=True)
+            got.append(np.asarray(logits))
+        return np.stack(got, axis=1), cache
+    finally:
+        model_lib.LEGACY_ATTENTION = old
+
+
+def test_window_shorter_than_cache_matches_transformers_and_the_old_path(tiny):
+    """The decode loop's stages attend to a prefix window of a longer cache (the write goes through
+    `_write_cache`'s window): same logits as transformers, the same cache contents as the plain
+    update-then-slice of before issue 17, and the slots past the window untouched."""
+    _, _, hf, cfg, params = tiny
+    rng = np.random.default_rng(2)
+    prompts = [rng.integers(0, cfg.vocab_size, n).tolist() for n in (3, 7)]
+    conts = [rng.integers(0, cfg.vocab_size, 6).tolist() for _ in prompts]
+    got, cache = _decode_conts(params, cfg, prompts, conts, max_len=40, window=16)
+    old, old_cache = _decode_conts(params, cfg, prompts, conts, max_len=40, window=16, legacy=True)
+    for i, (p, c) in enumerate(zip(prompts, conts)):
+        np.testing.assert_allclose(got[i], hf_logits(hf, p + c)[len(p) - 1 :], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(got, old, atol=1e-5, rtol=0)
+    for a, b in zip(cache.k + cache.v, old_cache.k + old_cache.v):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert not np.asarray(a)[:, :, 14:].any()  # 8 prompt slots + 6 steps written, nothing past them
+    assert int(cache.length) == 14
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU's fusion and copy insertion")
+def test_decode_loop_updates_the_cache_in_place():
+    """Issue 17: inside a `while_loop`, with a window shorter than the cache, the cache write used
+    to cost two copies of every whole K/V buffer per step (found in the compiled HLO)."""
+    from entropix_s1.testing import random_config, random_params
+
+    cfg = dataclasses.replace(random_config("tiny"), n_layers=2)
+    params = random_params(cfg, "float32")
+    B, S, W = 4, 96, 32
+
+    def body(_, carry):
+        tok, cache = carry
+        logits, cache, _ = forward(params, cfg, tok[:, None], cache, window=W, last_only=True)
+        return jnp.argmax(logits, -1).astype(jnp.int32), cache
+
+    run = jax.jit(lambda tok, cache: jax.lax.fori_loop(0, 4, body, (tok, cache)), donate_argnums=(1,))
+    hlo = run.lower(jnp.zeros((B,), jnp.int32), KVCache.init(cfg, B, S, jnp.float32)).compile().as_text()
+    shape = f"f32[{B},{cfg.n_kv_heads},{S},{cfg.head_dim}]"
+    copies = [line for line in hlo.splitlines() if f"= {shape}" in line and " copy(" in line]
+    assert not copies, copies

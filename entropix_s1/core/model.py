@@ -9,6 +9,8 @@ Layout decisions (why):
 - Attention reads only the first `window` cache slots (a static size the decode loop grows in
   stages): attending over the whole preallocated cache is the largest cost at small model sizes.
 - GQA without repeating K/V: queries are grouped `[B, T, K, G, hd]` against `[B, K, S, hd]`.
+- The cache write and the window read are arranged for XLA:CPU (issue 17, profiled with
+  `benchmarks/profile_decode.py`): see `_write_cache` and the operand order of the P.V product.
 - Weights may be bfloat16; every matmul accumulates in float32 (`preferred_element_type`), the
   residual stream, norms, softmax and logits are float32.
 - Layers are unrolled in Python: XLA:CPU runs one big fused program faster than a loop of many
@@ -30,6 +32,11 @@ from entropix_s1.core.config import ModelConfig
 
 Array = jax.Array
 MASK_VALUE = -1e30  # finite, so a fully masked (padding) query row gives no NaN
+
+#: The attention of before issue 17 (two whole-cache copies per layer and step inside the decode
+#: loop when the window is shorter than the cache, and a P.V product on XLA:CPU's slow general dot
+#: thunk). Kept only so `benchmarks/profile_decode.py` can time both in one run; read at trace time.
+LEGACY_ATTENTION = False
 
 
 @struct.dataclass
@@ -114,19 +121,48 @@ def apply_rope(x_BTNH: Array, pos_BT: Array, inv_freq: Array) -> Array:
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
 
-def _mm(spec: str, x: Array, w: Array) -> Array:
+def _mm(spec: str, x: Array, w: Array, *, w_first: bool = False) -> Array:
     """einsum in the weight's dtype with float32 accumulation.
 
     XLA:CPU runs a bf16 x bf16 -> f32 product only when it fuses it (one output row, e.g. batch-1
     decode); its general matmul thunk rejects that type ("Unsupported element type for
     DotThunk"). There, with more than one row, the bf16 operand is widened to float32 instead.
+    `w_first` passes `w` as the einsum's first operand (same product, same dtypes): the operand
+    order decides which dot XLA:CPU emits (see `_attention`).
     """
-    if w.dtype == jnp.bfloat16 and jax.default_backend() == "cpu":
-        ins, out = spec.split("->")
-        rows = math.prod(n for c, n in zip(ins.split(",")[0], x.shape) if c in out)
-        if rows > 1:
-            return jnp.einsum(spec, x.astype(jnp.float32), w.astype(jnp.float32))
-    return jnp.einsum(spec, x.astype(w.dtype), w, preferred_element_type=jnp.float32)
+    ins, out = spec.split("->")
+    x_spec, w_spec = ins.split(",")
+    if w.dtype == jnp.bfloat16 and jax.default_backend() == "cpu" and math.prod(
+            n for c, n in zip(x_spec, x.shape) if c in out) > 1:
+        x, w, kw = x.astype(jnp.float32), w.astype(jnp.float32), {}
+    else:
+        x, kw = x.astype(w.dtype), dict(preferred_element_type=jnp.float32)
+    if w_first:
+        return jnp.einsum(f"{w_spec},{x_spec}->{out}", w, x, **kw)
+    return jnp.einsum(spec, x, w, **kw)
+
+
+def _write_cache(cache_BKSH: Array, new_BKTH: Array, slot0: Array, window: int) -> tuple[Array, Array]:
+    """Write `new` at slots `[slot0, slot0 + T)` of every row, in place; return the cache and its
+    first `window` slots (which must contain those slots).
+
+    The obvious `c = dynamic_update_slice(c, new); c[:, :, :window]` costs two copies of the WHOLE
+    cache buffer per layer and step inside the decode `while_loop` on XLA:CPU (issue 17): its
+    fusion pass duplicates the update into the slice's fusion, so the slice reads the old buffer
+    while the in-place update overwrites it, and copy insertion resolves that interference with
+    `copy(copy(param))` ([32, 3, 768, 64] x 60 per step at batch 32). Here the window is read
+    first and the cache is updated from the window, so the write is ordered after the read and
+    stays in place. A window that is the whole cache needs no slice and takes the direct path, and
+    so does batch 1: there XLA fuses the update and slice without interference, while the
+    read-first form gets three copies of the window (measured; `benchmarks/profile_decode.py`).
+    Same values either way.
+    """
+    if window == cache_BKSH.shape[2] or cache_BKSH.shape[0] == 1:
+        cache_BKSH = jax.lax.dynamic_update_slice(cache_BKSH, new_BKTH, (0, 0, slot0, 0))
+        return cache_BKSH, cache_BKSH[:, :, :window]
+    win_BKWH = jax.lax.dynamic_update_slice(cache_BKSH[:, :, :window], new_BKTH, (0, 0, slot0, 0))
+    written = jax.lax.dynamic_slice_in_dim(win_BKWH, slot0, new_BKTH.shape[2], axis=2)
+    return jax.lax.dynamic_update_slice(cache_BKSH, written, (0, 0, slot0, 0)), win_BKWH
 
 
 def _attention(
@@ -157,15 +193,25 @@ def _attention(
     # Write this step's K/V at slots [slot0, slot0 + T) of every row, in place.
     k_BKTH = jnp.swapaxes(k, 1, 2).astype(k_cache.dtype)
     v_BKTH = jnp.swapaxes(v, 1, 2).astype(v_cache.dtype)
-    k_cache = jax.lax.dynamic_update_slice(k_cache, k_BKTH, (0, 0, slot0, 0))
-    v_cache = jax.lax.dynamic_update_slice(v_cache, v_BKTH, (0, 0, slot0, 0))
-    k_win, v_win = k_cache[:, :, :window], v_cache[:, :, :window]
+    if LEGACY_ATTENTION:
+        k_cache = jax.lax.dynamic_update_slice(k_cache, k_BKTH, (0, 0, slot0, 0))
+        v_cache = jax.lax.dynamic_update_slice(v_cache, v_BKTH, (0, 0, slot0, 0))
+        k_win, v_win = k_cache[:, :, :window], v_cache[:, :, :window]
+    else:
+        k_cache, k_win = _write_cache(k_cache, k_BKTH, slot0, window)
+        v_cache, v_win = _write_cache(v_cache, v_BKTH, slot0, window)
 
     scores_BKGTS = _mm("btkgh,bksh->bkgts", q_BTKGH, k_win)
     scores_BKGTS = jnp.where(valid_BTS[:, None, None], scores_BKGTS, MASK_VALUE)
     probs = jax.nn.softmax(scores_BKGTS, axis=-1)
-    out_BTKGH = _mm("bkgts,bksh->btkgh", probs, v_win)
-    out_BTD = _mm("btkgh,kghd->btd", out_BTKGH, lp.wo_KGHD)
+    # V first: XLA:CPU then emits P[G*T, S] @ V[S, hd] per (b, k), a fused (YNNPACK) matmul; with
+    # P first it emits the transposed V^T @ P^T on its general dot thunk, 5x slower at batch 32
+    # (half the decode step at a 768-slot window).
+    out_BTKGH = _mm("bkgts,bksh->btkgh", probs, v_win, w_first=not LEGACY_ATTENTION)
+    if LEGACY_ATTENTION:
+        out_BTD = _mm("btkgh,kghd->btd", out_BTKGH, lp.wo_KGHD)
+    else:  # one flat contraction: with three, XLA:CPU transposed the whole wo matrix every step
+        out_BTD = _mm("btf,fd->btd", out_BTKGH.reshape(B, T, H * hd), lp.wo_KGHD.reshape(H * hd, -1))
 
     attn_m = None
     if want_metrics:  # the current (last) query position only
