@@ -30,7 +30,7 @@ from entropix_s1.core.model import KVCache, Params, forward
 
 Array = jax.Array
 
-__all__ = ["compact", "refill"]
+__all__ = ["compact", "refill", "refill_block"]
 
 
 def _compact_cache(cache: KVCache, drop_B: Array) -> KVCache:
@@ -58,40 +58,56 @@ def compact(spec: LoopSpec, st: DecodeState) -> DecodeState:
     return st.replace(cache=_compact_cache(st.cache, st.done_B))
 
 
-def _row(tree, slot: Array):
-    return jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, slot, 1, axis=0) if a.ndim else a, tree)
-
-
-def _put_row(tree, row, slot: Array):
-    return jax.tree.map(lambda a, r: jax.lax.dynamic_update_slice_in_dim(a, r, slot, axis=0) if a.ndim else a, tree, row)
-
-
 def _prefill_rows(spec: LoopSpec, params: Params, inputs: LoopInputs, cache: KVCache, logits_BV: Array,
-                  attn: AttentionMetrics, refill_B: Array):
-    """Prefill each refilled row's prompt alone at [cache.length, + P); the batch's length is then
-    advanced once for all."""
+                  attn: AttentionMetrics, refill_B: Array, block: int):
+    """Prefill each refilled row's prompt (the last `block` columns of its left-padded tokens) alone,
+    into slots [cache.length, + block) of its row; the batch's length then advances once for all.
+
+    A refilled row's old slots were all dropped, so its prompt attends only to itself: the forward
+    runs on a fresh `block`-slot cache (attention T x T, not T x cache) whose K/V are then copied
+    into the row. Same math as prefilling in place."""
     slot_N = jnp.nonzero(refill_B, size=spec.batch, fill_value=0)[0]
+    tokens_BT, valid_BT = inputs.tokens_BP[:, -block:], inputs.valid_BP[:, -block:]
+    start = cache.length
 
     def one(i, carry):
         cache, logits_BV, attn = carry
         slot = slot_N[i]
-        row = _row(cache, slot).replace(length=cache.length)
-        lg, row, a = forward(params, spec.cfg, _row(inputs.tokens_BP, slot), row, window=spec.cache_len,
-                             token_valid_BT=_row(inputs.valid_BP, slot), metric_layers=spec.metric_layers,
-                             last_only=True)
-        cache = _put_row(cache, row.replace(length=cache.length), slot)
-        return cache, _put_row(logits_BV, lg, slot), (attn if a is None else _put_row(attn, a, slot))
+        fresh = KVCache.init(spec.cfg, 1, block, cache.k[0].dtype)
+        lg, fresh, a = forward(params, spec.cfg, jax.lax.dynamic_slice_in_dim(tokens_BT, slot, 1), fresh, window=block,
+                               token_valid_BT=jax.lax.dynamic_slice_in_dim(valid_BT, slot, 1),
+                               metric_layers=spec.metric_layers, last_only=True)
+
+        def put(big_BKSH, row_1KTH):  # the row's block of K or V at (slot, :, start:start + block)
+            return jax.lax.dynamic_update_slice(big_BKSH, row_1KTH, (slot, 0, start, 0))
+
+        cache = cache.replace(k=tuple(map(put, cache.k, fresh.k)), v=tuple(map(put, cache.v, fresh.v)),
+                              valid_BS=jax.lax.dynamic_update_slice(cache.valid_BS, fresh.valid_BS, (slot, start)),
+                              pos_B=cache.pos_B.at[slot].set(fresh.pos_B[0]))
+        logits_BV = logits_BV.at[slot].set(lg[0])
+        if a is not None:
+            attn = jax.tree.map(lambda x, y: x.at[slot].set(y[0]), attn, a)
+        return cache, logits_BV, attn
 
     cache, logits_BV, attn = jax.lax.fori_loop(0, jnp.sum(refill_B), one, (cache, logits_BV, attn))
-    return cache.replace(length=cache.length + spec.prompt_len), logits_BV, attn
+    return cache.replace(length=start + block), logits_BV, attn
 
 
-@functools.partial(jax.jit, static_argnames=("spec",), donate_argnames=("st",))
-def refill(spec: LoopSpec, params: Params, inputs: LoopInputs, st: DecodeState, refill_B: Array) -> DecodeState:
+def _drop_rows(cache: KVCache, drop_B: Array) -> KVCache:
+    """Forget every slot of the `drop_B` rows (no data moves; the shared length stays)."""
+    return cache.replace(valid_BS=cache.valid_BS & ~drop_B[:, None], pos_B=jnp.where(drop_B, 0, cache.pos_B))
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "block", "compact"), donate_argnames=("st",))
+def refill(spec: LoopSpec, params: Params, inputs: LoopInputs, st: DecodeState, refill_B: Array,
+           block: int, compact: bool = True) -> DecodeState:
     """Start the prompts `inputs` holds for the `refill_B` slots (tokens, knobs, prompt ids); every
-    other row goes on from where it is."""
-    cache = _compact_cache(st.cache, refill_B | st.done_B)
-    cache, logits_BV, attn = _prefill_rows(spec, params, inputs, cache, st.logits_BV, st.attn, refill_B)
+    other row goes on from where it is. `block` (static, >= the refilled prompts' length, <=
+    spec.prompt_len) is the size of the slot block the new prompts are prefilled into; `compact`
+    (static) first moves every row's slots together (else the block goes after the shared length)."""
+    drop_B = refill_B | st.done_B
+    cache = _compact_cache(st.cache, drop_B) if compact else _drop_rows(st.cache, drop_B)
+    cache, logits_BV, attn = _prefill_rows(spec, params, inputs, cache, st.logits_BV, st.attn, refill_B, block)
     fresh = fresh_rows(spec, inputs, None, logits_BV, attn, st.step)
 
     def pick(new, old):
@@ -100,3 +116,12 @@ def refill(spec: LoopSpec, params: Params, inputs: LoopInputs, st: DecodeState, 
         return jnp.where(refill_B.reshape(refill_B.shape + (1,) * (old.ndim - 1)), new, old)
 
     return jax.tree.map(pick, fresh, st.replace(cache=None)).replace(cache=cache)
+
+
+def refill_block(prompt_len: int, longest: int) -> int:
+    """The refill block for prompts of at most `longest` tokens: the next of 16, 24, 32, 48, 64, ...
+    (at most a third wasted on padding, a handful of compiled programs), capped at `prompt_len`."""
+    b = 16
+    while b < longest:
+        b = b * 3 // 2 if (b & (b - 1)) == 0 else b * 4 // 3
+    return min(b, prompt_len)

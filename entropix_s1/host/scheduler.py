@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from entropix_s1.host.engine import Model, Prepared
 
 Schedule = Literal["continuous", "static"]
+COMPACT_ALWAYS = False
 SCHEDULES = ("continuous", "static")
 
 
@@ -84,7 +85,11 @@ class SlotRun:
                 for s in refill:
                     self.slot_row[s] = self.queue.popleft()
                 inputs = self._inputs()
-                st = slots.refill(spec, params, inputs, st, jnp.asarray(np.isin(np.arange(spec.batch), refill)))
+                block = slots.refill_block(spec.prompt_len, max(len(self.plan.good[self.slot_row[s]].ids) for s in refill))
+                # compaction moves the whole cache: only when the block would not fit after the shared length
+                compact = COMPACT_ALWAYS or int(length) + block + spec.margin > spec.cache_len
+                st = slots.refill(spec, params, inputs, st, jnp.asarray(np.isin(np.arange(spec.batch), refill)), block,
+                                  compact)
             elif len(idle) == spec.batch:
                 return
             elif int(length) + spec.margin > spec.cache_len:  # rows still run but the cache is full
