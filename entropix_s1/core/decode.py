@@ -313,6 +313,31 @@ def _init(spec: LoopSpec, params: Params, inputs: LoopInputs) -> DecodeState:
     return constrain(spec.cfg, fresh_rows(spec, inputs, cache, logits, attn, jnp.zeros((), jnp.int32)))
 
 
+def _stage(spec: LoopSpec, params: Params, inputs: LoopInputs, window: int, st: DecodeState, cond) -> DecodeState:
+    """One stage of the loop on a cache of exactly `window` slots, written back after.
+
+    Attention then reads whole buffers: slicing a `window` view of the full cache on every step
+    cost a window-sized copy per layer per step (XLA:CPU), far more than its bytes; slicing once
+    per stage costs one copy of the filled part."""
+    full = st.cache
+    if window == full.max_len:
+        return jax.lax.while_loop(cond, functools.partial(_step, spec, params, inputs, window), st)
+
+    def run(st):
+        small = full.replace(k=tuple(k[:, :, :window] for k in full.k), v=tuple(v[:, :, :window] for v in full.v),
+                             valid_BS=full.valid_BS[:, :window])
+        st = jax.lax.while_loop(cond, functools.partial(_step, spec, params, inputs, window), st.replace(cache=small))
+
+        def back(big, part):
+            return jax.lax.dynamic_update_slice(big, part, (0,) * big.ndim)
+
+        c = st.cache
+        return st.replace(cache=c.replace(k=tuple(map(back, full.k, c.k)), v=tuple(map(back, full.v, c.v)),
+                                          valid_BS=back(full.valid_BS, c.valid_BS)))
+
+    return jax.lax.cond(cond(st), run, lambda st: st, st)
+
+
 def _run(spec: LoopSpec, params: Params, inputs: LoopInputs, st: DecodeState, step_limit: Array,
          min_active: Array | int = 1) -> DecodeState:
     """Decode until fewer than `min_active` rows run (1: every row is done), the cache is full, or
@@ -326,7 +351,7 @@ def _run(spec: LoopSpec, params: Params, inputs: LoopInputs, st: DecodeState, st
             running = jnp.sum(~s.done_B) >= min_active
             return running & jnp.any(~s.done_B) & (s.cache.length + spec.margin <= w) & (s.step < step_limit)
 
-        st = jax.lax.while_loop(cond, functools.partial(_step, spec, params, inputs, w), st)
+        st = _stage(spec, params, inputs, w, st, cond)
     return st
 
 
