@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -26,9 +26,6 @@ from entropix_s1.core import decode as D
 from entropix_s1.core import slots
 from entropix_s1.results import GenerationResult
 
-if TYPE_CHECKING:
-    from entropix_s1.host.engine import Model, Prepared
-
 Schedule = Literal["continuous", "static"]
 COMPACT_ALWAYS = False
 SCHEDULES = ("continuous", "static")
@@ -36,11 +33,12 @@ SCHEDULES = ("continuous", "static")
 
 class SlotRun:
     """One generate call over `plan.good` in `plan.spec.batch` slots; iterate for the results.
+    `model` is the `engine.Model` and `plan` its `Prepared` (not imported: engine imports this module).
 
     After the run, `useful_row_steps / row_steps` is the slot utilisation: steps rows spent
     generating over steps the slots were held."""
 
-    def __init__(self, model: Model, plan: Prepared, schedule: Schedule = "continuous", chunk_steps: int = 64,
+    def __init__(self, model: Any, plan: Any, schedule: Schedule = "continuous", chunk_steps: int = 64,
                  bar: Any = None):
         self.model, self.plan, self.schedule, self.chunk_steps, self.bar = model, plan, schedule, chunk_steps, bar
         self.slot_row: list[int | None] = list(range(plan.spec.batch))  # index into plan.good, per slot
