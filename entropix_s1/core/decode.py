@@ -1,8 +1,8 @@
 """The one jitted decode loop: model -> metrics -> sampler -> controllers -> state, per row.
 
 `generate_arrays` is a single `jax.jit` program: prefill of the left-padded prompts, then a few
-`lax.while_loop` stages that each attend over a static window of the cache (the filled part grows,
-so later stages read more slots; early tokens never pay for the whole preallocated cache). Every
+`lax.while_loop` stages, each on a cache of exactly its window (`_stage`: the filled part grows, so
+later stages read more slots; early tokens never pay for the whole preallocated cache). Every
 step, for every row independently (`_step`):
 
 1. propose: controllers may suppress tokens (s1's no-string ablation); the sampler proposes a

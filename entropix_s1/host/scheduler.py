@@ -27,7 +27,6 @@ from entropix_s1.core import slots
 from entropix_s1.results import GenerationResult
 
 Schedule = Literal["continuous", "static"]
-COMPACT_ALWAYS = False
 SCHEDULES = ("continuous", "static")
 
 
@@ -85,7 +84,7 @@ class SlotRun:
                 inputs = self._inputs()
                 block = slots.refill_block(spec.prompt_len, max(len(self.plan.good[self.slot_row[s]].ids) for s in refill))
                 # compaction moves the whole cache: only when the block would not fit after the shared length
-                compact = COMPACT_ALWAYS or int(length) + block + spec.margin > spec.cache_len
+                compact = int(length) + block + spec.margin > spec.cache_len
                 st = slots.refill(spec, params, inputs, st, jnp.asarray(np.isin(np.arange(spec.batch), refill)), block,
                                   compact)
             elif len(idle) == spec.batch:
