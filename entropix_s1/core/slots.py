@@ -93,11 +93,6 @@ def _prefill_rows(spec: LoopSpec, params: Params, inputs: LoopInputs, cache: KVC
     return cache.replace(length=start + block), logits_BV, attn
 
 
-def _drop_rows(cache: KVCache, drop_B: Array) -> KVCache:
-    """Forget every slot of the `drop_B` rows (no data moves; the shared length stays)."""
-    return cache.replace(valid_BS=cache.valid_BS & ~drop_B[:, None], pos_B=jnp.where(drop_B, 0, cache.pos_B))
-
-
 @functools.partial(jax.jit, static_argnames=("spec", "block", "compact"), donate_argnames=("st",))
 def refill(spec: LoopSpec, params: Params, inputs: LoopInputs, st: DecodeState, refill_B: Array,
            block: int, compact: bool = True) -> DecodeState:
@@ -106,7 +101,10 @@ def refill(spec: LoopSpec, params: Params, inputs: LoopInputs, st: DecodeState, 
     spec.prompt_len) is the size of the slot block the new prompts are prefilled into; `compact`
     (static) first moves every row's slots together (else the block goes after the shared length)."""
     drop_B = refill_B | st.done_B
-    cache = _compact_cache(st.cache, drop_B) if compact else _drop_rows(st.cache, drop_B)
+    if compact:
+        cache = _compact_cache(st.cache, drop_B)
+    else:  # forget every slot of the dropped rows; no data moves, the shared length stays
+        cache = st.cache.invalidate(jnp.zeros_like(st.cache.pos_B), jnp.where(drop_B, st.cache.max_len, 0))
     cache, logits_BV, attn = _prefill_rows(spec, params, inputs, cache, st.logits_BV, st.attn, refill_B, block)
     fresh = fresh_rows(spec, inputs, None, logits_BV, attn, st.step)
 
