@@ -39,7 +39,7 @@ from entropix_s1.core.codes import ENTROPIX_REGIMES as REGIME_NAMES
 from entropix_s1.core.controllers.pause import EntropixPause
 from entropix_s1.core.metrics import AttentionMetrics, LogitMetrics, row_is_valid, to_bits
 from entropix_s1.core.sampling import (FALLBACK_TOKEN, Sampler, SamplerInput, as_row_keys, categorical, greedy,
-                                       process_logits, sample_with, split_rows)
+                                       process_logits, sample_with, split_rows, top_k)
 from entropix_s1.errors import ConfigError
 
 LN2 = math.log(2.0)
@@ -407,7 +407,7 @@ def _top_k_space(logits_BV: jax.Array, sp: SamplingParams, cfg: EntropixConfig) 
     sorts K values, the draw needs K random numbers, not V)."""
     x = logits_BV.astype(jnp.float32)
     k = min(cfg.max_top_k, x.shape[-1])
-    vals_BK, idx_BK = jax.lax.top_k(jnp.where(row_is_valid(x)[:, None], x, 0.0), k)
+    vals_BK, idx_BK = top_k(jnp.where(row_is_valid(x)[:, None], x, 0.0), k)
     proc_BK = process_logits(vals_BK, temperature_B=sp.temperature_B, min_p_B=sp.min_p_B, top_k_B=sp.top_k_B,
                              max_k=k, top_p_B=sp.top_p_B)
     return proc_BK, idx_BK.astype(jnp.int32)
@@ -476,7 +476,7 @@ def branch_candidates(
     valid_B = row_is_valid(x)
     x = jnp.where(valid_B[:, None], x, 0.0)
     if cfg.branch_mode == "top_k":
-        val_BN, cand_BN = jax.lax.top_k(x, n)
+        val_BN, cand_BN = top_k(x, n)
     else:
         if attn_m is not None:
             sp = lehv_params(attn_m, cfg)
@@ -485,7 +485,7 @@ def branch_candidates(
             t, k = cfg.temp, cfg.top_k
         proc = process_logits(x, temperature_B=t, min_p_B=cfg.min_p, top_k_B=k, max_k=cfg.max_top_k)
         gumbel_BV = jax.vmap(lambda key: jax.random.gumbel(key, x.shape[-1:]))(as_row_keys(rng_B))
-        val_BN, cand_BN = jax.lax.top_k(proc + gumbel_BV, n)
+        val_BN, cand_BN = top_k(proc + gumbel_BV, n)
     cand_BN = jnp.where(jnp.isneginf(val_BN), cand_BN[:, :1], cand_BN).astype(jnp.int32)
     return jnp.where(valid_B[:, None], cand_BN, FALLBACK_TOKEN)
 

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from entropix_s1.core.metrics import logit_metrics
 from entropix_s1.core.model import KVCache, forward
+from entropix_s1.core.sampling import greedy
 
 Array = jax.Array
 
@@ -42,7 +43,7 @@ class Lookahead:
         for _ in range(steps - 1):
             logits_RV, cache, _ = forward(self.params, self.cfg, tok_R[:, None], cache, window=self.window,
                                           token_valid_BT=alive_R[:, None], last_only=True)
-            tok_R = jnp.argmax(logits_RV, axis=-1).astype(jnp.int32)
+            tok_R = greedy(logits_RV)
             logprobs.append(jnp.max(jax.nn.log_softmax(logits_RV), axis=-1).reshape(b, n))
             entropies.append(logit_metrics(logits_RV).entropy_B.reshape(b, n))
         return logprobs, entropies

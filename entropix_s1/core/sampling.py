@@ -46,6 +46,7 @@ __all__ = [
     "row_is_valid",
     "sample_with",
     "split_rows",
+    "top_k",
 ]
 
 #: Token returned for rows that hold no valid distribution (NaN / +inf / all -inf logits).
@@ -68,11 +69,26 @@ def _per_row(x: Any, logits_BV: jax.Array, dtype: Any = jnp.float32) -> jax.Arra
     return jnp.broadcast_to(jnp.asarray(x, dtype), logits_BV.shape[:1])
 
 
+def top_k(x_BV: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+    """`lax.top_k` (values, int32 indices; equal values in index order) that stays fast on XLA:CPU.
+
+    XLA lowers top-k to a sort of the whole row plus a slice, and turns that back into its fast
+    TopK kernel only while the slice is the sort's one user. Any later slice of an output (e.g.
+    `idx[:, :1]`) is merged into a second slice of the sort and the whole row is then sorted:
+    62 ms instead of 0.4 ms at [8, 49152] (issue 17; `benchmarks/profile_decode.py`). The barrier
+    keeps the results opaque to that merge; it changes no value.
+    """
+    vals, idx = jax.lax.optimization_barrier(jax.lax.top_k(x_BV, k))
+    return vals, idx.astype(jnp.int32)
+
+
 def greedy(logits_BV: jax.Array) -> jax.Array:
-    """argmax per row (int32); FALLBACK_TOKEN for invalid rows."""
+    """argmax per row (int32, the lowest index among equal maxima); FALLBACK_TOKEN for invalid rows.
+
+    Through `top_k(., 1)`: XLA:CPU's argmax (a variadic reduce) is 4x slower at [8, 49152]."""
     x = logits_BV.astype(jnp.float32)
     valid_B = row_is_valid(x)
-    tok_B = jnp.argmax(jnp.where(valid_B[:, None], x, 0.0), axis=-1).astype(jnp.int32)
+    tok_B = top_k(jnp.where(valid_B[:, None], x, 0.0), 1)[1][:, 0]
     return jnp.where(valid_B, tok_B, FALLBACK_TOKEN)
 
 
@@ -87,7 +103,7 @@ def apply_temperature(logits_BV: jax.Array, t_B: Any) -> jax.Array:
     shifted = x - jnp.max(x, axis=-1, keepdims=True)
     scaled = shifted / jnp.where(t_B > 0, t_B, 1.0)[:, None]
     idx_BV = jnp.arange(x.shape[-1])[None, :]
-    one_hot = jnp.where(idx_BV == jnp.argmax(x, axis=-1)[:, None], 0.0, -jnp.inf)
+    one_hot = jnp.where(idx_BV == top_k(x, 1)[1], 0.0, -jnp.inf)
     return jnp.where((t_B > 0)[:, None], scaled, one_hot)
 
 
@@ -100,7 +116,7 @@ def mask_top_k(logits_BV: jax.Array, k_B: Any, max_k: int) -> jax.Array:
     x = logits_BV.astype(jnp.float32)
     kmax = min(int(max_k), x.shape[-1])
     k_B = jnp.clip(_per_row(k_B, x, jnp.int32), 1, kmax)
-    top_BK, _ = jax.lax.top_k(x, kmax)
+    top_BK, _ = top_k(x, kmax)
     thresh_B1 = jnp.take_along_axis(top_BK, (k_B - 1)[:, None], axis=-1)
     return jnp.where(x >= thresh_B1, x, -jnp.inf)
 
