@@ -90,3 +90,31 @@ def test_golden_cases_exercise_every_mechanism():
     assert {"branch", "forced", "greedy", "sample"} <= regimes, regimes
     assert any(row["waits"] for row in golden["no_string_ablation"])
     assert {row["stop"] for case in golden.values() for row in case} >= {"eos", "answer_budget", "max_new_tokens"}
+
+
+BEFORE_PATHS = Path(__file__).parent / "golden" / "entropix_before_committed_paths.json"
+
+
+def test_entropix_cases_changed_only_where_a_branch_path_was_committed():
+    """Issue 17 made a branch step commit its winning roll-out (regime "branch_path") instead of
+    keeping only its first token. The entropix cases recorded before that must agree with the
+    current ones, tokens, regimes and forced reasons, up to the first committed path token; runs
+    without one are unchanged; each path follows a branch token, at most branch_depth - 1 long."""
+    before, now = json.loads(BEFORE_PATHS.read_text()), json.loads(GOLDEN.read_text())
+    unchanged = 0
+    for name, rows in before.items():
+        for old, new in zip(rows, now[name], strict=True):
+            first = next((j for j, r in enumerate(new["regimes"]) if r == "branch_path"), None)
+            if first is None:
+                assert new == old, name
+                unchanged += 1
+                continue
+            for key in ("token_ids", "regimes", "forced"):
+                assert new[key][:first] == old[key][:first], (name, key)
+            run = 0
+            for j, regime in enumerate(new["regimes"]):
+                run = run + 1 if regime == "branch_path" else 0
+                assert run <= 3, (name, j)  # default branch_depth 4
+                if run == 1:
+                    assert new["regimes"][j - 1] == "branch", (name, j)
+    assert 0 < unchanged < sum(len(rows) for rows in before.values())  # both kinds are covered

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-# -- regimes: how a token was chosen (entropix's five, then the plain samplers', then forced) --
-ARGMAX, PAUSE, BRANCH, HOT, ADAPTIVE, GREEDY, SAMPLE, FORCED = range(8)
-REGIME_NAMES: tuple[str, ...] = ("argmax", "pause", "branch", "hot", "adaptive", "greedy", "sample", "forced")
+# -- regimes: how a token was chosen (entropix's five, the plain samplers', forced, and the tokens
+# of a committed branch path after its first: the greedy roll-out that won the branch) --
+ARGMAX, PAUSE, BRANCH, HOT, ADAPTIVE, GREEDY, SAMPLE, FORCED, BRANCH_PATH = range(9)
+REGIME_NAMES: tuple[str, ...] = ("argmax", "pause", "branch", "hot", "adaptive", "greedy", "sample", "forced",
+                                 "branch_path")
 #: entropix's own regimes (xjdr-alt/entropix decision order), the first five codes.
 ENTROPIX_REGIMES = REGIME_NAMES[: ADAPTIVE + 1]
 

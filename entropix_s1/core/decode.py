@@ -7,7 +7,7 @@ step, for every row independently (`_step`):
 
 1. propose: controllers may suppress tokens (s1's no-string ablation); the sampler proposes a
    token and its regime from the logits, their metrics and the attention metrics (entropix may
-   roll branch candidates forward through `Lookahead`);
+   roll branch candidates forward through `Lookahead`, and propose the winner's whole path);
 2. force: controllers claim forced sequences in priority order (the s1 cap, the graceful cap, the
    entropix pause, the prefill); a running sequence emits its next token instead of the proposal;
 3. append the token; a sampled end-of-thinking delimiter goes to the controllers: extend (the
@@ -15,7 +15,9 @@ step, for every row independently (`_step`):
    as if s1 had stopped, stripped it and resubmitted -- and the wait text emitted in its place)
    or enter the answer phase;
 4. stop: max_new_tokens, the controllers' stops (answer budget), stop strings, EOS;
-5. forward the token through the model.
+5. the tokens of a proposed look-ahead path, one at a time through 2-4 (`_follow`): a step may
+   emit several tokens, the controllers still see and may cut each;
+6. forward the row's last token through the model.
 
 Everything static (model config, sampler, controllers, shapes) is in the hashable `LoopSpec`;
 everything per call is in `LoopInputs`. Host work (tokenising, results) lives in `host/engine.py`.
@@ -34,7 +36,7 @@ from flax import struct
 from entropix_s1.core import codes
 from entropix_s1.core.config import ModelConfig
 from entropix_s1.core.controllers import Controller, Extension, RowView
-from entropix_s1.core.lookahead import Lookahead
+from entropix_s1.core.lookahead import Lookahead, Path
 from entropix_s1.core.metrics import AttentionMetrics, LogitMetrics, logit_metrics
 from entropix_s1.core.model import KVCache, Params, forward
 from entropix_s1.core.sampling import Sampler, SamplerInput
@@ -257,19 +259,53 @@ def _stop(spec: LoopSpec, inputs: LoopInputs, st: DecodeState, view: RowView, to
     return st.replace(stop_B=stop_B, done_B=st.done_B | (stop_B != codes.STOP_RUNNING))
 
 
-def _step(spec: LoopSpec, params: Params, inputs: LoopInputs, window: int, st: DecodeState) -> DecodeState:
-    """propose -> force -> append -> delimiter -> record -> stop -> forward, for every row at once."""
-    view = _view(st, inputs.tables, logit_metrics(st.logits_BV))
-    logits_BV, tried_B = _suppress(spec, inputs, view, st.logits_BV)
-    proposal = SamplerInput(logits_BV=logits_BV, metrics=view.metrics, attention=st.attn,
-                            rng_B=_row_keys(inputs.key, st.t_B, st.pid_B), active_B=view.active_B,
-                            lookahead=Lookahead(params, spec.cfg, st.cache, window))
-    tok_B, regime_B = spec.sampler.propose(proposal)
+def _emit(spec: LoopSpec, inputs: LoopInputs, view: RowView, st: DecodeState, tok_B: Array, regime_B: Array):
+    """force -> append -> delimiter -> record -> stop: one token for each active row of `view`.
+    Returns the state, the token each row emitted and whether that is the proposal, unchanged
+    (neither forced nor replaced by a wait)."""
     st, tok_B, reason_B = _force(spec, inputs, view, st, tok_B, regime_B)
     st = _append(st, view.active_B, tok_B, reason_B)
     st, tok_B, reason_B, sampled_B, extend_B = _delimiter(spec, inputs, view, st, tok_B, reason_B)
     st = _record(st, view, regime_B, reason_B)
     st = _stop(spec, inputs, st, view, tok_B, sampled_B, extend_B)
+    return st, tok_B, sampled_B & ~extend_B
+
+
+def _follow(spec: LoopSpec, inputs: LoopInputs, st: DecodeState, path: Path, tok_B: Array, kept_B: Array):
+    """Take a look-ahead path after its first token, token by token, as if each were sampled at a
+    step of its own: the previous token's K/V (computed by the look-ahead) goes into the cache at
+    the shared slot, then the token goes through `_emit` with the metrics of the distribution it
+    was chosen from. A row leaves its path at the first token a controller forbids (`suppress`),
+    or after one that was not emitted as is (forced, or a delimiter replaced by a wait) or that
+    ended the row; the forward at the end of the step then feeds the row's last emitted token.
+    So the state machine counts every token and may cut the path, and the cache, positions and
+    counters equal those of decoding the same tokens one per step."""
+    go_B = path.take_B & kept_B & ~st.done_B
+    for i in range(path.depth):
+        logits_BV = path.logits_BDV[:, i]
+        view = dataclasses.replace(_view(st, inputs.tables, logit_metrics(logits_BV)), active_B=go_B)
+        masked_BV, _ = _suppress(spec, inputs, view, logits_BV)
+        path_tok_B = path.tokens_BD[:, i]
+        go_B = go_B & jnp.isfinite(jnp.take_along_axis(masked_BV, path_tok_B[:, None], axis=1)[:, 0])
+        st = st.replace(cache=path.commit_kv(st.cache, i, go_B))
+        view = dataclasses.replace(view, active_B=go_B)
+        st, emitted_B, kept_B = _emit(spec, inputs, view, st, path_tok_B, jnp.full_like(path_tok_B, codes.BRANCH_PATH))
+        tok_B = jnp.where(go_B, emitted_B, tok_B)
+        go_B = go_B & kept_B & ~st.done_B
+    return st, tok_B
+
+
+def _step(spec: LoopSpec, params: Params, inputs: LoopInputs, window: int, st: DecodeState) -> DecodeState:
+    """propose -> force -> append -> delimiter -> record -> stop (-> the same for each token of a
+    look-ahead path) -> forward, for every row at once."""
+    view = _view(st, inputs.tables, logit_metrics(st.logits_BV))
+    logits_BV, tried_B = _suppress(spec, inputs, view, st.logits_BV)
+    proposal = spec.sampler.propose(SamplerInput(
+        logits_BV=logits_BV, metrics=view.metrics, attention=st.attn, rng_B=_row_keys(inputs.key, st.t_B, st.pid_B),
+        active_B=view.active_B, lookahead=Lookahead(params, spec.cfg, st.cache, window)))
+    st, tok_B, kept_B = _emit(spec, inputs, view, st, proposal.token_B, proposal.regime_B)
+    if proposal.path is not None:
+        st, tok_B = _follow(spec, inputs, st, proposal.path, tok_B, kept_B)
     logits, cache, attn = forward(params, spec.cfg, tok_B[:, None], st.cache, window=window,
                                   token_valid_BT=view.active_B[:, None], metric_layers=spec.metric_layers,
                                   last_only=True)
@@ -345,14 +381,36 @@ def _run(spec: LoopSpec, params: Params, inputs: LoopInputs, st: DecodeState, st
 
     Stages whose window the cache has already outgrown exit at once, so a state can be resumed
     (streaming runs this in chunks, the slot scheduler until a row finishes: same compiled
-    program every time)."""
-    for w in spec.windows:
-        def cond(s, w=w):
-            running = jnp.sum(~s.done_B) >= min_active
-            return running & jnp.any(~s.done_B) & (s.cache.length + spec.margin <= w) & (s.step < step_limit)
+    program every time). A sampler that may write several slots per step (a committed look-ahead
+    path: the other rows' slots there stay empty) can fill the cache before its rows are done:
+    then the cache is compacted (`KVCache.compact`, which changes no token) and the stages run
+    again, as long as that frees room."""
+    def running(s):
+        return (jnp.sum(~s.done_B) >= min_active) & jnp.any(~s.done_B) & (s.step < step_limit)
 
-        st = _stage(spec, params, inputs, w, st, cond)
-    return st
+    def stages(s):
+        for w in spec.windows:
+            def cond(s, w=w):
+                return running(s) & (s.cache.length + spec.margin <= w)
+
+            s = _stage(spec, params, inputs, w, s, cond)
+        return s
+
+    if spec.margin == 1:  # one slot per step: the cache holds every token it was sized for
+        return stages(st)
+
+    def again(carry):
+        s, first = carry
+        live_B = jnp.where(s.done_B, 0, s.cache.valid_BS.sum(1, dtype=jnp.int32))
+        return first | (running(s) & (s.cache.length + spec.margin > spec.cache_len)
+                        & (jnp.max(live_B) + spec.margin <= spec.cache_len))
+
+    def body(carry):  # one loop around the stages, so each stage is compiled once
+        s, first = carry
+        cache = jax.lax.cond(first, lambda c: c, lambda c: c.compact(s.done_B), s.cache)
+        return stages(s.replace(cache=cache)), jnp.zeros((), bool)
+
+    return jax.lax.while_loop(again, body, (st, jnp.ones((), bool)))[0]
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))

@@ -37,8 +37,9 @@ import numpy as np
 from entropix_s1.core.codes import ADAPTIVE, ARGMAX, BRANCH, HOT, PAUSE
 from entropix_s1.core.codes import ENTROPIX_REGIMES as REGIME_NAMES
 from entropix_s1.core.controllers.pause import EntropixPause
+from entropix_s1.core.lookahead import Path
 from entropix_s1.core.metrics import AttentionMetrics, LogitMetrics, row_is_valid, to_bits
-from entropix_s1.core.sampling import (FALLBACK_TOKEN, Sampler, SamplerInput, as_row_keys, categorical, greedy,
+from entropix_s1.core.sampling import (FALLBACK_TOKEN, Proposal, Sampler, SamplerInput, as_row_keys, categorical, greedy,
                                        process_logits, sample_with, split_rows, top_k)
 from entropix_s1.errors import ConfigError
 
@@ -523,7 +524,7 @@ class EntropixSampler(Sampler):
     cfg: EntropixConfig = dataclasses.field(default_factory=EntropixConfig)
 
     @property
-    def lookahead_slots(self) -> int:  # a branch roll-out writes branch_depth slots
+    def lookahead_slots(self) -> int:  # a committed branch path writes branch_depth slots
         return max(1, self.cfg.branch_depth)
 
     @property
@@ -536,29 +537,39 @@ class EntropixSampler(Sampler):
     def controllers(self) -> tuple[EntropixPause, ...]:
         return (EntropixPause(max_pauses=self.cfg.max_pauses, cooldown=self.cfg.pause_cooldown),)
 
-    def propose(self, step: SamplerInput) -> tuple[jax.Array, jax.Array]:
-        """The regime's token per row; BRANCH rows get the best-scoring candidate's first token
-        after a greedy roll-out of `branch_depth` - 1 steps (run only when some row branches)."""
+    def propose(self, step: SamplerInput) -> Proposal:
+        """The regime's token per row. BRANCH rows roll their candidates forward greedily
+        (`branch_depth` - 1 steps, only when some row branches) and take the best-scoring path:
+        its first token now, and the rest of it as the proposal's `Path`, which the loop commits
+        token by token (`docs/guide.md`, "Branches": what this samples)."""
+        cfg = self.cfg
         keys_B2 = split_rows(step.rng_B, 2)  # distinct keys for the sampler and the branch candidates
         tok_B, regime_B = self.get_next_tokens(step.logits_BV, step.metrics, step.attention, keys_B2[:, 0])
         branch_B = (regime_B == BRANCH) & step.active_B
+        b, vocab = step.logits_BV.shape
+        cand_logp = lambda cand_BN: jnp.take_along_axis(jax.nn.log_softmax(step.logits_BV), cand_BN, axis=1)  # noqa: E731
+        if cfg.branch_depth == 1:  # each candidate scored by its own log-prob: nothing to roll out
+            cand_BN = branch_candidates(step.logits_BV, keys_B2[:, 1], cfg, step.attention)
+            ent_BN1 = jnp.broadcast_to(step.metrics.entropy_B[:, None, None], cand_BN.shape + (1,))
+            win_B = jnp.argmax(score_paths(cand_logp(cand_BN)[..., None], ent_BN1, cfg), axis=1)
+            best_B = jnp.take_along_axis(cand_BN, win_B[:, None], axis=1)[:, 0]
+            return Proposal(jnp.where(branch_B, best_B, tok_B), regime_B)
 
         def roll_out(_):
-            return jnp.where(branch_B, self._best_branch(step, keys_B2[:, 1]), tok_B)
+            cand_BN = branch_candidates(step.logits_BV, keys_B2[:, 1], cfg, step.attention)
+            paths = step.lookahead.greedy_paths(cand_BN, cfg.branch_depth)
+            logprob_BNT = jnp.concatenate([cand_logp(cand_BN)[..., None], paths.logprob_BND], axis=2)
+            ent_BN1 = jnp.broadcast_to(step.metrics.entropy_B[:, None, None], cand_BN.shape + (1,))
+            entropy_BNT = jnp.concatenate([ent_BN1, paths.entropy_BND], axis=2)
+            win_B = jnp.argmax(score_paths(logprob_BNT, entropy_BNT, cfg), axis=1)
+            best_B = jnp.take_along_axis(cand_BN, win_B[:, None], axis=1)[:, 0]
+            return jnp.where(branch_B, best_B, tok_B), Path.pick(paths, win_B, branch_B)
 
-        return jax.lax.cond(jnp.any(branch_B), roll_out, lambda _: tok_B, None), regime_B
+        def no_branch(_):
+            return tok_B, Path.none(b, cfg.branch_depth - 1, vocab, step.lookahead.cache)
 
-    def _best_branch(self, step: SamplerInput, rng_B: jax.Array) -> jax.Array:
-        """score_paths over the candidates' roll-outs; the winner's first token. [B]"""
-        cfg = self.cfg
-        cand_BN = branch_candidates(step.logits_BV, rng_B, cfg, step.attention)
-        b, n = cand_BN.shape
-        logp_BV = jax.nn.log_softmax(step.logits_BV)
-        logprobs, entropies = step.lookahead.greedy_paths(cand_BN, step.active_B, cfg.branch_depth)
-        logprobs = [jnp.take_along_axis(logp_BV, cand_BN, axis=1)] + logprobs
-        entropies = [jnp.broadcast_to(step.metrics.entropy_B[:, None], (b, n))] + entropies
-        score_BN = score_paths(jnp.stack(logprobs, -1), jnp.stack(entropies, -1), cfg)
-        return jnp.take_along_axis(cand_BN, jnp.argmax(score_BN, axis=1)[:, None], axis=1)[:, 0]
+        tok_B, path = jax.lax.cond(jnp.any(branch_B), roll_out, no_branch, None)
+        return Proposal(tok_B, regime_B, path)
 
     def get_next_tokens(
         self, logits_BV: jax.Array, logit_m: LogitMetrics, attn_m: AttentionMetrics, rng_B: jax.Array

@@ -105,6 +105,27 @@ class KVCache:
         drop_BS = (s_S >= lo_B[:, None]) & (s_S < hi_B[:, None]) & self.valid_BS
         return self.replace(valid_BS=self.valid_BS & ~drop_BS, pos_B=self.pos_B - drop_BS.sum(-1, dtype=jnp.int32))
 
+    def compact(self, drop_B: Array) -> "KVCache":
+        """Right-align each row's valid slots at the new shared length max_b(valid slots of b);
+        rows in `drop_B` are emptied. Frees the slots no row attends to (dropped delimiters,
+        finished rows, slots other rows' look-ahead paths used) without changing what any row
+        sees: RoPE was applied when a key was written, `pos_B` counts valid slots, and the order
+        of a row's slots is kept; only masked (exactly zero) terms of its sums move."""
+        valid_BS = self.valid_BS & ~drop_B[:, None]
+        S = valid_BS.shape[1]
+        count_B = valid_BS.sum(1, dtype=jnp.int32)
+        length = jnp.max(count_B)
+        order_BS = jnp.argsort(~valid_BS, axis=1, stable=True)  # valid slots first, in order
+        rank_BS = jnp.arange(S, dtype=jnp.int32)[None, :] - (length - count_B)[:, None]  # of the target slot
+        src_BS = jnp.take_along_axis(order_BS, jnp.clip(rank_BS, 0, S - 1), axis=1)
+
+        def move(buf_BKSH: Array) -> Array:
+            return jnp.take_along_axis(buf_BKSH, src_BS[:, None, :, None], axis=2)
+
+        return self.replace(k=tuple(move(k) for k in self.k), v=tuple(move(v) for v in self.v),
+                            valid_BS=(rank_BS >= 0) & (rank_BS < count_B[:, None]),
+                            pos_B=jnp.where(drop_B, 0, count_B), length=length)
+
 
 def rms_norm(x: Array, w: Array, eps: float) -> Array:
     """RMSNorm in float32: x / sqrt(mean(x^2) + eps) * w."""
@@ -165,6 +186,31 @@ def _write_cache(cache_BKSH: Array, new_BKTH: Array, slot0: Array, window: int) 
     return jax.lax.dynamic_update_slice(cache_BKSH, written, (0, 0, slot0, 0)), win_BKWH
 
 
+def _qkv(lp: LayerParams, cfg: ModelConfig, x_BTD: Array, pos_BT: Array) -> tuple[Array, Array, Array]:
+    """Queries [B, T, K, G, hd] (rotated, scaled by hd^-0.5), keys and values [B, T, K, hd]."""
+    B, T, _ = x_BTD.shape
+    G, hd = cfg.q_per_kv, cfg.head_dim
+    qkv_BTKCH = _mm("btd,dkch->btkch", x_BTD, lp.wqkv_DKCH)
+    if lp.bqkv_KCH is not None:
+        qkv_BTKCH = qkv_BTKCH + lp.bqkv_KCH.astype(jnp.float32)
+    q, k, v = qkv_BTKCH[:, :, :, :G], qkv_BTKCH[:, :, :, G], qkv_BTKCH[:, :, :, G + 1]
+    if lp.q_norm_H is not None:
+        q = rms_norm(q, lp.q_norm_H, cfg.norm_eps)
+        k = rms_norm(k, lp.k_norm_H, cfg.norm_eps)
+    inv_freq = jnp.asarray(cfg.inv_freq())
+    q_BTKGH = apply_rope(q.reshape(B, T, cfg.n_heads, hd), pos_BT, inv_freq).reshape(q.shape) * (hd**-0.5)
+    return q_BTKGH, apply_rope(k, pos_BT, inv_freq), v
+
+
+def _out(lp: LayerParams, out_BTKGH: Array) -> Array:
+    """The output projection; one flat contraction (with three, XLA:CPU transposed the whole wo
+    matrix every step)."""
+    B, T, K, G, hd = out_BTKGH.shape
+    if LEGACY_ATTENTION:
+        return _mm("btkgh,kghd->btd", out_BTKGH, lp.wo_KGHD)
+    return _mm("btf,fd->btd", out_BTKGH.reshape(B, T, K * G * hd), lp.wo_KGHD.reshape(K * G * hd, -1))
+
+
 def _attention(
     lp: LayerParams,
     cfg: ModelConfig,
@@ -178,17 +224,7 @@ def _attention(
     want_metrics: bool,
 ):
     B, T, _ = x_BTD.shape
-    H, G, hd = cfg.n_heads, cfg.q_per_kv, cfg.head_dim
-    qkv_BTKCH = _mm("btd,dkch->btkch", x_BTD, lp.wqkv_DKCH)
-    if lp.bqkv_KCH is not None:
-        qkv_BTKCH = qkv_BTKCH + lp.bqkv_KCH.astype(jnp.float32)
-    q, k, v = qkv_BTKCH[:, :, :, :G], qkv_BTKCH[:, :, :, G], qkv_BTKCH[:, :, :, G + 1]
-    if lp.q_norm_H is not None:
-        q = rms_norm(q, lp.q_norm_H, cfg.norm_eps)
-        k = rms_norm(k, lp.k_norm_H, cfg.norm_eps)
-    inv_freq = jnp.asarray(cfg.inv_freq())
-    q_BTKGH = apply_rope(q.reshape(B, T, H, hd), pos_BT, inv_freq).reshape(q.shape) * (hd**-0.5)
-    k = apply_rope(k, pos_BT, inv_freq)
+    q_BTKGH, k, v = _qkv(lp, cfg, x_BTD, pos_BT)
 
     # Write this step's K/V at slots [slot0, slot0 + T) of every row, in place.
     k_BKTH = jnp.swapaxes(k, 1, 2).astype(k_cache.dtype)
@@ -207,15 +243,11 @@ def _attention(
     # V first: XLA:CPU then emits P[G*T, S] @ V[S, hd] per (b, k), a fused (YNNPACK) matmul; with
     # P first it emits the transposed V^T @ P^T on its general dot thunk, 5x slower at batch 32
     # (half the decode step at a 768-slot window).
-    out_BTKGH = _mm("bkgts,bksh->btkgh", probs, v_win, w_first=not LEGACY_ATTENTION)
-    if LEGACY_ATTENTION:
-        out_BTD = _mm("btkgh,kghd->btd", out_BTKGH, lp.wo_KGHD)
-    else:  # one flat contraction: with three, XLA:CPU transposed the whole wo matrix every step
-        out_BTD = _mm("btf,fd->btd", out_BTKGH.reshape(B, T, H * hd), lp.wo_KGHD.reshape(H * hd, -1))
+    out_BTD = _out(lp, _mm("bkgts,bksh->btkgh", probs, v_win, w_first=not LEGACY_ATTENTION))
 
     attn_m = None
     if want_metrics:  # the current (last) query position only
-        scores_BHS = scores_BKGTS[:, :, :, -1, :].reshape(B, H, window)
+        scores_BHS = scores_BKGTS[:, :, :, -1, :].reshape(B, cfg.n_heads, window)
         attn_m = metrics_lib.attention_metrics(scores_BHS, valid_BTS[:, -1, :])
     return out_BTD, k_cache, v_cache, attn_m
 
@@ -224,6 +256,21 @@ def _mlp(lp: LayerParams, x_BTD: Array) -> Array:
     gu_BTCF = _mm("btd,dcf->btcf", x_BTD, lp.w_gate_up_D2F)
     h_BTF = jax.nn.silu(gu_BTCF[:, :, 0]) * gu_BTCF[:, :, 1]
     return _mm("btf,fd->btd", h_BTF, lp.w_down_FD)
+
+
+def _layers(params: Params, cfg: ModelConfig, x_BTD: Array, attend) -> Array:
+    """The residual stack. `attend(i, layer, h_BTD) -> a_BTD` is layer i's attention over its
+    normed input; it owns whatever cache it reads and writes (the decode cache, a look-ahead's)."""
+    for i, lp in enumerate(params.layers):
+        x_BTD = x_BTD + attend(i, lp, rms_norm(x_BTD, lp.attn_norm_D, cfg.norm_eps))
+        x_BTD = x_BTD + _mlp(lp, rms_norm(x_BTD, lp.mlp_norm_D, cfg.norm_eps))
+    return x_BTD
+
+
+def _logits(params: Params, cfg: ModelConfig, x_BTD: Array) -> Array:
+    """Final norm and LM head (tied to the embedding when `lm_head_VD` is None), float32."""
+    head_VD = params.embed_VD if params.lm_head_VD is None else params.lm_head_VD
+    return _mm("btd,vd->btv", rms_norm(x_BTD, params.final_norm_D, cfg.norm_eps), head_VD)
 
 
 def forward(
@@ -257,22 +304,19 @@ def forward(
     # A query attends to its row's real tokens that are not in its future.
     valid_BTS = valid_BS[:, None, :window] & (key_S[None, None, :] <= slots_T[None, :, None])
 
-    x_BTD = params.embed_VD[tokens_BT].astype(jnp.float32)
     ks, vs, layer_metrics = list(cache.k), list(cache.v), []
     metric_layers = {i % cfg.n_layers for i in metric_layers}
-    for i, lp in enumerate(params.layers):
-        h = rms_norm(x_BTD, lp.attn_norm_D, cfg.norm_eps)
-        a, ks[i], vs[i], m = _attention(lp, cfg, h, pos_BT, ks[i], vs[i], valid_BTS, slot0, window, i in metric_layers)
+
+    def attend(i: int, lp: LayerParams, h_BTD: Array) -> Array:
+        a, ks[i], vs[i], m = _attention(lp, cfg, h_BTD, pos_BT, ks[i], vs[i], valid_BTS, slot0, window, i in metric_layers)
         if m is not None:
             layer_metrics.append(m)
-        x_BTD = x_BTD + a
-        x_BTD = x_BTD + _mlp(lp, rms_norm(x_BTD, lp.mlp_norm_D, cfg.norm_eps))
+        return a
 
+    x_BTD = _layers(params, cfg, params.embed_VD[tokens_BT].astype(jnp.float32), attend)
     if last_only:
         x_BTD = x_BTD[:, -1:]
-    x_BTD = rms_norm(x_BTD, params.final_norm_D, cfg.norm_eps)
-    head_VD = params.embed_VD if params.lm_head_VD is None else params.lm_head_VD
-    logits = _mm("btd,vd->btv", x_BTD, head_VD)
+    logits = _logits(params, cfg, x_BTD)
     if last_only:
         logits = logits[:, 0]
     new_cache = cache.replace(
@@ -280,6 +324,54 @@ def forward(
     )
     attn_m = metrics_lib.combine_layers(layer_metrics) if layer_metrics else None
     return logits, new_cache, attn_m
+
+
+@struct.dataclass
+class SuffixCache:
+    """K/V of look-ahead tokens, per layer `[B, N, K, D, hd]`: N paths per row of up to D tokens
+    each, continuing the row's decode cache, which they read but never write (no copy of it)."""
+
+    k: tuple[Array, ...]
+    v: tuple[Array, ...]
+
+    @classmethod
+    def init(cls, cfg: ModelConfig, batch: int, paths: int, depth: int, dtype) -> "SuffixCache":
+        shape = (batch, paths, cfg.n_kv_heads, depth, cfg.head_dim)
+        return cls(k=tuple(jnp.zeros(shape, dtype) for _ in range(cfg.n_layers)),
+                   v=tuple(jnp.zeros(shape, dtype) for _ in range(cfg.n_layers)))
+
+
+def forward_paths(params: Params, cfg: ModelConfig, tokens_BN: Array, cache: KVCache, suffix: SuffixCache,
+                  j: int, *, window: int) -> tuple[Array, SuffixCache]:
+    """Token j of each of a row's N look-ahead paths: it attends to the row's cache (its first
+    `window` slots, read once for all N paths) and to its own path's tokens 0..j (the suffix),
+    at RoPE position `cache.pos_B + j`, exactly where decoding the path would put it.
+
+    One softmax over both key sets (their scores are concatenated; keys and values are not), so
+    the attention equals that of the same token appended to the cache. Writes suffix slot j;
+    returns float32 logits `[B, N, V]`. Branch roll-outs and probes both run on this.
+    """
+    B, N = tokens_BN.shape
+    pos_BN = jnp.broadcast_to(cache.pos_B[:, None] + j, (B, N))
+    prefix_valid_BS = cache.valid_BS[:, :window]
+    depth = suffix.k[0].shape[3]
+    own_D = jnp.arange(depth) <= j
+    ks, vs = list(suffix.k), list(suffix.v)
+
+    def attend(i: int, lp: LayerParams, h_BND: Array) -> Array:
+        q_BNKGH, k_BNKH, v_BNKH = _qkv(lp, cfg, h_BND, pos_BN)
+        ks[i] = ks[i].at[:, :, :, j].set(k_BNKH.astype(ks[i].dtype))
+        vs[i] = vs[i].at[:, :, :, j].set(v_BNKH.astype(vs[i].dtype))
+        k_win, v_win = cache.k[i][:, :, :window], cache.v[i][:, :, :window]
+        pre_BKGNS = jnp.where(prefix_valid_BS[:, None, None, None], _mm("bnkgh,bksh->bkgns", q_BNKGH, k_win), MASK_VALUE)
+        own_BKGND = jnp.where(own_D, _mm("bnkgh,bnkdh->bkgnd", q_BNKGH, ks[i]), MASK_VALUE)
+        probs = jax.nn.softmax(jnp.concatenate([pre_BKGNS, own_BKGND], axis=-1), axis=-1)
+        out_BNKGH = (_mm("bkgns,bksh->bnkgh", probs[..., :window], v_win, w_first=True)
+                     + _mm("bkgnd,bnkdh->bnkgh", probs[..., window:], vs[i], w_first=True))
+        return _out(lp, out_BNKGH)
+
+    x_BND = _layers(params, cfg, params.embed_VD[tokens_BN].astype(jnp.float32), attend)
+    return _logits(params, cfg, x_BND), SuffixCache(k=tuple(ks), v=tuple(vs))
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))

@@ -32,6 +32,7 @@ from entropix_s1.errors import ConfigError
 __all__ = [
     "FALLBACK_TOKEN",
     "Greedy",
+    "Proposal",
     "Sample",
     "Sampler",
     "SamplerInput",
@@ -76,10 +77,11 @@ def top_k(x_BV: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
     TopK kernel only while the slice is the sort's one user. Any later slice of an output (e.g.
     `idx[:, :1]`) is merged into a second slice of the sort and the whole row is then sorted:
     62 ms instead of 0.4 ms at [8, 49152] (issue 17; `benchmarks/profile_decode.py`). The barrier
-    keeps the results opaque to that merge; it changes no value.
+    keeps the results opaque to that merge; it changes no value. One barrier per output: XLA's
+    TopkDecomposer (sharded programs) aborts when a barrier takes the TopK tuple itself.
     """
-    vals, idx = jax.lax.optimization_barrier(jax.lax.top_k(x_BV, k))
-    return vals, idx.astype(jnp.int32)
+    vals, idx = jax.lax.top_k(x_BV, k)
+    return jax.lax.optimization_barrier(vals), jax.lax.optimization_barrier(idx.astype(jnp.int32))
 
 
 def greedy(logits_BV: jax.Array) -> jax.Array:
@@ -217,14 +219,25 @@ class SamplerInput:
     lookahead: Any = None
 
 
+@dataclasses.dataclass(frozen=True)
+class Proposal:
+    """A sampler's answer for one step: the next token and its regime (a `codes` regime) per row,
+    and optionally a look-ahead `Path` (core/lookahead.py) of tokens that follow it, which the
+    loop then takes token by token through the controllers without recomputing them."""
+
+    token_B: jax.Array
+    regime_B: jax.Array
+    path: Any = None
+
+
 class Sampler(abc.ABC):
     """A sampling method: one frozen (hashable, static) class with one loop-facing method."""
 
     @abc.abstractmethod
-    def propose(self, step: SamplerInput) -> tuple[jax.Array, jax.Array]:
-        """(token_B int32, regime_B int32 code from `codes`) per row."""
+    def propose(self, step: SamplerInput) -> Proposal:
+        """The next token of every row (see `Proposal`)."""
 
-    #: cache slots one step may write past the current one (look-ahead roll-outs write more)
+    #: cache slots one step may write past the current one (a committed look-ahead path writes more)
     lookahead_slots: int = 1
 
     def metric_layers(self, n_layers: int) -> tuple[int, ...]:
@@ -243,8 +256,8 @@ class Sampler(abc.ABC):
 class Greedy(Sampler):
     """argmax sampling (hashable; usable as a static jit argument)."""
 
-    def propose(self, step: SamplerInput) -> tuple[jax.Array, jax.Array]:
-        return greedy(step.logits_BV), jnp.full(step.active_B.shape, codes.GREEDY, jnp.int32)
+    def propose(self, step: SamplerInput) -> Proposal:
+        return Proposal(greedy(step.logits_BV), jnp.full(step.active_B.shape, codes.GREEDY, jnp.int32))
 
     def get_next_tokens(self, logits_BV: jax.Array, rng_B: jax.Array | None = None) -> jax.Array:
         del rng_B
@@ -278,9 +291,9 @@ class Sample(Sampler):
         if m is not None and (not _is_real(m) or not 0.0 <= m < 1.0):
             raise ConfigError(f"Sample.min_p must be in [0, 1) or None, got {m!r}")
 
-    def propose(self, step: SamplerInput) -> tuple[jax.Array, jax.Array]:
+    def propose(self, step: SamplerInput) -> Proposal:
         regime = codes.GREEDY if self.temperature == 0 else codes.SAMPLE
-        return self.get_next_tokens(step.logits_BV, step.rng_B), jnp.full(step.active_B.shape, regime, jnp.int32)
+        return Proposal(self.get_next_tokens(step.logits_BV, step.rng_B), jnp.full(step.active_B.shape, regime, jnp.int32))
 
     def get_next_tokens(self, logits_BV: jax.Array, rng_B: jax.Array) -> jax.Array:
         if self.temperature == 0:

@@ -33,29 +33,11 @@ Array = jax.Array
 __all__ = ["compact", "refill", "refill_block"]
 
 
-def _compact_cache(cache: KVCache, drop_B: Array) -> KVCache:
-    """Right-align each row's valid slots at the new shared length; rows in `drop_B` are emptied."""
-    valid_BS = cache.valid_BS & ~drop_B[:, None]
-    S = valid_BS.shape[1]
-    count_B = valid_BS.sum(1, dtype=jnp.int32)
-    length = jnp.max(count_B)
-    order_BS = jnp.argsort(~valid_BS, axis=1, stable=True)  # valid slots first, in order
-    rank_BS = jnp.arange(S, dtype=jnp.int32)[None, :] - (length - count_B)[:, None]  # of the target slot
-    src_BS = jnp.take_along_axis(order_BS, jnp.clip(rank_BS, 0, S - 1), axis=1)
-
-    def move(buf_BKSH: Array) -> Array:
-        return jnp.take_along_axis(buf_BKSH, src_BS[:, None, :, None], axis=2)
-
-    return cache.replace(k=tuple(move(k) for k in cache.k), v=tuple(move(v) for v in cache.v),
-                         valid_BS=(rank_BS >= 0) & (rank_BS < count_B[:, None]),
-                         pos_B=jnp.where(drop_B, 0, count_B), length=length)
-
-
 @functools.partial(jax.jit, static_argnames=("spec",), donate_argnames=("st",))
 def compact(spec: LoopSpec, st: DecodeState) -> DecodeState:
     """Free the cache of slots no running row attends to (dropped delimiters, padding, done rows)."""
     del spec
-    return st.replace(cache=_compact_cache(st.cache, st.done_B))
+    return st.replace(cache=st.cache.compact(st.done_B))
 
 
 def _prefill_rows(spec: LoopSpec, params: Params, inputs: LoopInputs, cache: KVCache, logits_BV: Array,
@@ -102,7 +84,7 @@ def refill(spec: LoopSpec, params: Params, inputs: LoopInputs, st: DecodeState, 
     (static) first moves every row's slots together (else the block goes after the shared length)."""
     drop_B = refill_B | st.done_B
     if compact:
-        cache = _compact_cache(st.cache, drop_B)
+        cache = st.cache.compact(drop_B)
     else:  # forget every slot of the dropped rows; no data moves, the shared length stays
         cache = st.cache.invalidate(jnp.zeros_like(st.cache.pos_B), jnp.where(drop_B, st.cache.max_len, 0))
     cache, logits_BV, attn = _prefill_rows(spec, params, inputs, cache, st.logits_BV, st.attn, refill_B, block)

@@ -54,13 +54,14 @@ REGIME_COLORS: dict[str, str] = {
     "adaptive": "#009E73",  # bluish green
     "pause": "#F0E442",  # yellow
     "branch": "#CC79A7",  # reddish purple
+    "branch_path": "#E3B5CF",  # light reddish purple: the committed roll-out after a branch
     "hot": "#D55E00",  # vermillion
     "greedy": "#0072B2",  # blue
     "sample": "#8C510A",  # brown
     "forced": "#9E9E9E",  # grey
 }
 _EXTRA_COLORS = ("#8C564B", "#17BECF", "#BCBD22", "#7F7F7F", "#393B79", "#AD494A")
-_REGIME_ORDER = ("argmax", "adaptive", "pause", "branch", "hot", "greedy", "sample", "forced")
+_REGIME_ORDER = ("argmax", "adaptive", "pause", "branch", "branch_path", "hot", "greedy", "sample", "forced")
 
 #: Marker, colour and legend label per forced reason.
 FORCED_STYLES: dict[str, dict[str, str]] = {

@@ -37,7 +37,7 @@ __all__ = ["Controller", "Extension", "RowView", "Suppression", "column"]
 class RowView:
     """What a controller may read at one point of a step; the loop builds a fresh one per stage."""
 
-    t_B: Array  # the row's own step (0 at its first token)
+    t_B: Array  # the row's own step (0 at its first token; a step may emit a look-ahead path)
     active_B: Array
     phase_B: Array  # codes.THINKING / codes.ANSWER
     think_B: Array  # thinking tokens so far (forced prefill excluded)
