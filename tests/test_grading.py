@@ -203,6 +203,7 @@ def test_parse_number() -> None:
     assert parse_number("1,-2") is None
     assert parse_number("2**100000") is None and parse_number("2^{100000}") is None
     assert parse_number("1/0") is None
+    assert parse_number("9.333394444444445e+24") == 9.333394444444445e24  # how the extractor writes big numbers
 
 
 MATH500_CASES = [

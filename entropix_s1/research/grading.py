@@ -247,7 +247,7 @@ def extract_from_generation(text: str, answer_text: str, dataset: str) -> str | 
 # numeric: values
 
 _STRIP_RE = re.compile(r"\\[!,;: ]|\\left|\\right|\\\$|\$|\\%|%|\\text\s*\{[^{}]*\}|\\mbox\s*\{[^{}]*\}|\s+")
-_PLAIN_RE = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")
+_PLAIN_RE = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|-?\.\d+")  # 1e+24: as we format it
 _FRAC_CMD_RE = re.compile(r"\\[dt]?frac\{([\d.]+)\}\{([\d.]+)\}")
 _ARITHMETIC_RE = re.compile(r"[\d.+\-*/()]+")
 _UNIT_SUFFIX_RE = re.compile(r"^(.*?\d)\s*[A-Za-z][A-Za-z .]*$")
