@@ -241,6 +241,13 @@ def test_method_keys_after_method_rejoin() -> None:
     assert (options.method, options.dtype, options.batch_size) == ("budget:max=64,waits=2", "bfloat16", 8)
 
 
+def test_model_args_win_over_cli_flags(tiny: Model) -> None:
+    lm = EntropixS1LM.create_from_arg_obj({"pretrained": tiny, "batch_size": 4}, {"batch_size": 1, "device": None})
+    assert lm.options.batch_size == 4
+    lm = EntropixS1LM.create_from_arg_string("method=budget:max=64,waits=2", {"pretrained": tiny, "batch_size": 2})
+    assert (lm.options.method, lm.options.batch_size) == ("budget:max=64,waits=2", 2)
+
+
 def test_register_makes_the_name_resolve() -> None:
     from lm_eval.api.registry import get_model
 

@@ -103,6 +103,21 @@ class EntropixS1LM(LM):
             self.model = pretrained
         self._settings_cache: dict[str, tuple[RunSettings, Method, Any]] = {}
 
+    @classmethod
+    def create_from_arg_obj(cls, arg_dict: dict[str, Any], additional_config: dict[str, Any] | None = None
+                            ) -> EntropixS1LM:
+        """lm-eval's constructor path: a model_arg wins over the CLI flag of the same name
+        (`batch_size=8` in model_args over `--batch_size`'s default of 1)."""
+        extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k not in arg_dict}
+        return cls(**arg_dict, **extra)
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict[str, Any] | None = None
+                               ) -> EntropixS1LM:
+        from lm_eval.utils import simple_parse_args_string
+
+        return cls.create_from_arg_obj(simple_parse_args_string(arg_string), additional_config)
+
     # ------------------------------------------------------------------------------ identity
     @property
     def tokenizer_name(self) -> str:
