@@ -239,6 +239,24 @@ def test_method_keys_after_method_rejoin() -> None:
     options = model_options({"pretrained": "x", "method": "budget:max=64", "waits": 2, "dtype": "bf16",
                              "batch_size": "auto", "device": None})
     assert (options.method, options.dtype, options.batch_size) == ("budget:max=64,waits=2", "bfloat16", 8)
+    assert model_options({"pretrained": "x", "method": "sample", "t": 0.7, "top_p": 0.9}).method == "sample:t=0.7,top_p=0.9"
+
+
+def test_generate_until_honours_until_and_max_gen_toks(tiny: Model) -> None:
+    lm = EntropixS1LM(pretrained=tiny, batch_size=2)
+
+    class Request:
+        def __init__(self, context: str, gen_kwargs: dict[str, Any]) -> None:
+            self.args = (context, gen_kwargs)
+
+    contexts = ["What is 2+3?", "Name a prime."]
+    free = lm.generate_until([Request(c, {"until": [], "max_gen_toks": 24}) for c in contexts])
+    assert all(len(g.details["trace"]) == 24 for g in free)  # no eos from this model: exactly max_gen_toks
+    stop = next(ch for ch in free[0][len("<think>\n") + 2 :] if ch.isdigit())  # a digit it writes later on
+    cut = lm.generate_until([Request(c, {"until": [stop], "max_gen_toks": 24}) for c in contexts])
+    for full, stopped in zip(free, cut, strict=True):
+        assert stop not in stopped and full.startswith(stopped)
+    assert len(cut[0]) < len(free[0])
 
 
 def test_model_args_win_over_cli_flags(tiny: Model) -> None:

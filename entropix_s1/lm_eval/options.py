@@ -111,7 +111,12 @@ def _join_method(items: list[tuple[str, Any]]) -> tuple[dict[str, Any], str | No
             raise ConfigError(f"model_args: unknown key {key!r}{hint}; valid keys: {', '.join(MODEL_ARG_KEYS)}")
         else:
             ours[key] = value
-    return ours, (",".join(method_parts) if method_parts is not None else None)
+    if method_parts is None:
+        return ours, None
+    head, *keys = method_parts
+    if not keys:
+        return ours, head
+    return ours, head + ("," if ":" in head else ":") + ",".join(keys)
 
 
 def _int_option(name: str, value: Any, minimum: int) -> int:
