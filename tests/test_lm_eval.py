@@ -283,3 +283,17 @@ def test_cli_reports_our_error_without_a_traceback(tmp_path: Path) -> None:
     assert out.returncode == 2, out.stderr[-2000:]
     assert "entropix-s1: error: model_args: unknown key 'bogus'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("dataset", ["gsm8k", "math500", "aime24", "amc23", "mawps_addsub", "mawps_multiarith"])
+def test_our_tasks_ask_and_grade_like_compare(dataset: str) -> None:
+    """Every committed task reads the whole shared file and gives compare's prompt and gold per problem."""
+    from lm_eval.tasks import get_task_dict
+
+    from entropix_s1.research.datasets import render_prompt
+
+    task = get_task_dict([f"entropix_{dataset}"], TaskManager(include_path=str(TASKS)))[f"entropix_{dataset}"]
+    docs, problems = list(task.test_docs()), load_dataset(dataset)
+    assert len(docs) == len(problems) > 0
+    assert [task.doc_to_text(d) for d in docs] == [render_prompt(p) for p in problems]
+    assert [task.doc_to_target(d) for d in docs] == [p.gold for p in problems]
