@@ -21,18 +21,23 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from lm_eval import simple_evaluate
-from lm_eval.tasks import TaskManager
 
-from entropix_s1.errors import ConfigError
-from entropix_s1.host.engine import Model
-from entropix_s1.host.tokenizer import Tokenizer
-from entropix_s1.lm_eval import register
-from entropix_s1.lm_eval.backend import EntropixS1LM
-from entropix_s1.lm_eval.options import effective_spec, model_options
-from entropix_s1.research.compare import read_results, run_compare
-from entropix_s1.research.datasets import default_data_dir, load_dataset
-from entropix_s1.testing import RANDOM_CONFIGS, random_params
+# Offline: the tasks read local JSON Lines files. `datasets` reads these when it is imported.
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from lm_eval import simple_evaluate  # noqa: E402
+from lm_eval.tasks import TaskManager  # noqa: E402
+
+from entropix_s1.errors import ConfigError  # noqa: E402
+from entropix_s1.host.engine import Model  # noqa: E402
+from entropix_s1.host.tokenizer import Tokenizer  # noqa: E402
+from entropix_s1.lm_eval import register  # noqa: E402
+from entropix_s1.lm_eval.backend import EntropixS1LM  # noqa: E402
+from entropix_s1.lm_eval.options import effective_spec, model_options  # noqa: E402
+from entropix_s1.research.compare import read_results, run_compare  # noqa: E402
+from entropix_s1.research.datasets import default_data_dir, load_dataset  # noqa: E402
+from entropix_s1.testing import RANDOM_CONFIGS, random_params  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = REPO / "benchmarks" / "lm_eval_tasks"
@@ -56,13 +61,6 @@ def tiny_model(shared: Path) -> Model:
 @pytest.fixture(scope="module")
 def tiny(shared: Path) -> Model:
     return tiny_model(shared)
-
-
-@pytest.fixture(autouse=True)
-def _offline_datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
 
 
 def _task_dir(tmp_path: Path, name: str, data: Path, base: str = "entropix_mawps_addsub.yaml") -> Path:
@@ -275,8 +273,7 @@ def test_register_makes_the_name_resolve() -> None:
 
 def test_cli_reports_our_error_without_a_traceback(tmp_path: Path) -> None:
     tasks = _task_dir(tmp_path, "tiny_mawps", _mawps_file(tmp_path / "data"))
-    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
-           "HF_DATASETS_CACHE": str(tmp_path / "hf_cache")}
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
     out = subprocess.run([sys.executable, "-m", "entropix_s1.lm_eval", "--model", "entropix-s1", "--model_args",
                           "pretrained=smollm2-135m-instruct,method=budget:max=64,bogus=1", "--tasks", "tiny_mawps",
                           "--include_path", str(tasks)], capture_output=True, text=True, timeout=600, env=env)
