@@ -15,14 +15,13 @@ compare_small.sh), re-summarises it, and writes
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from entropix_s1.research import read_results, summarize
+from entropix_s1.research import read_results, sign_test, summarize
 from entropix_s1.research.compare import plot_points, save_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,12 +40,7 @@ def family_color(family: str) -> str:
 
 def sign_test_p(a_only: int, b_only: int) -> float:
     """Exact two-sided binomial (McNemar) p-value for discordant pairs a_only vs b_only."""
-    n = a_only + b_only
-    if n == 0:
-        return 1.0
-    k = min(a_only, b_only)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
-    return min(1.0, 2.0 * tail)
+    return sign_test(a_only, b_only)
 
 
 def paired(records: list[dict], fixed: str, adaptive: str) -> tuple[int, int, int, int, float] | None:

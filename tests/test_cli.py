@@ -18,7 +18,7 @@ def test_score_prints_json_lines(smollm2_dir, capsys):
     assert main(["score", "--model", str(smollm2_dir), "--text", "The capital of France is Paris."]) == 0
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert rows[0]["index"] == 0 and rows[0]["logprob"] is None and rows[0]["entropy"] is None
-    assert all(set(r) == {"index", "token_id", "token", "logprob", "entropy", "varentropy"} for r in rows)
+    assert all(set(r) == {"index", "token_id", "token", "logprob", "entropy", "varentropy", "greedy"} for r in rows)
     assert all(r["logprob"] <= 0 and r["entropy"] >= 0 and r["varentropy"] >= 0 for r in rows[1:])
     assert "".join(r["token"] for r in rows).replace("Ġ", " ") == "The capital of France is Paris."
 

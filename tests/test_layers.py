@@ -6,8 +6,9 @@ inside functions and `if TYPE_CHECKING:` blocks: a lazy import is still a depend
 * no cycle between modules;
 * `core/` imports nothing of the package but `core/` and `errors` (third-party and stdlib are fine);
 * a module imports only its own layer and the layers below:
-  errors, results, jsonl < core < io < host < research, train, viz < testing < cli (and the package
-  `__init__`, the public facade, which nothing inside the package imports).
+  errors, results, jsonl < core < io < host < research, train, viz < testing, lm_eval < cli (and the
+  package `__init__`, the public facade, which nothing inside the package imports). `lm_eval` (the
+  lm-evaluation-harness backend) sits above research: it runs methods of research's grammar.
 
 A failure names every offending import as `module:line -> imported module`.
 """
@@ -29,7 +30,7 @@ LAYERS: dict[str, int] = {
     "io": 2,
     "host": 3,
     "research": 4, "train": 4, "viz": 4,
-    "testing": 5,
+    "testing": 5, "lm_eval": 5,
     "cli": 6, "__init__": 6,
 }
 CORE_MAY_IMPORT = ("core", "errors")

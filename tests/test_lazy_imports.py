@@ -114,3 +114,16 @@ def test_sft_config_is_light_and_the_cli_defaults_are_its_own() -> None:
     from entropix_s1.train import config, sft
 
     assert sft.SFTConfig is config.SFTConfig
+
+
+def test_lm_eval_is_imported_only_by_the_backend() -> None:
+    """`import entropix_s1.lm_eval` (the package, its option parsing) imports neither lm-eval nor JAX;
+    the backend module does, when lm-eval builds the model."""
+    got = _run(
+        "import json, sys\n"
+        "import entropix_s1, entropix_s1.lm_eval, entropix_s1.lm_eval.options\n"
+        "light = [m for m in ('lm_eval', 'jax', 'torch') if m in sys.modules]\n"
+        "import entropix_s1.lm_eval.backend\n"
+        "print(json.dumps({'light': light, 'loaded': 'lm_eval' in sys.modules}))\n"
+    )
+    assert got == {"light": [], "loaded": True}

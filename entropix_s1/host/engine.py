@@ -159,10 +159,18 @@ class Model:
         return dataclasses.replace(self.default_budget, **kw)
 
     # ----------------------------------------------------------------------------- scoring
-    def score(self, text: str, *, add_special_tokens: bool = True) -> list[dict[str, Any]]:
-        """Per token of `text`: id, token, and logprob/entropy/varentropy (nats) of the
-        distribution that predicted it (None for the first token)."""
-        ids = self.tokenizer.encode(text, add_special_tokens=add_special_tokens)
+    def score(self, text: str | Sequence[int], *, add_special_tokens: bool = True) -> list[dict[str, Any]]:
+        """Per token of `text` (a string, or token ids used as they are): id, token, and
+        logprob/entropy/varentropy (nats) of the distribution that predicted it, and `greedy`:
+        whether that distribution's argmax is the token, which lm-eval's loglikelihood reports
+        (None for the first token)."""
+        if isinstance(text, str):
+            ids = self.tokenizer.encode(text, add_special_tokens=add_special_tokens)
+        else:
+            ids = [int(t) for t in text]
+            bad = [t for t in ids if not 0 <= t < self.config.vocab_size]
+            if bad:
+                raise InputError(f"score: token ids out of range: {bad[:3]}")
         if not ids:
             raise InputError("score: the text tokenizes to nothing")
         self._check_context(len(ids), 0)
@@ -174,6 +182,7 @@ class Model:
         lm = logit_metrics(logits)
         logp = jax.nn.log_softmax(logits, axis=-1)
         lp = np.asarray(jnp.take_along_axis(logp[:-1], jnp.asarray(ids[1:])[:, None], axis=1)[:, 0])
+        argmax = np.asarray(jnp.argmax(logits, axis=-1))
         ent, vent = np.asarray(lm.entropy_B), np.asarray(lm.varentropy_B)
         out = []
         for i, t in enumerate(ids):
@@ -183,6 +192,7 @@ class Model:
                 "logprob": None if i == 0 else float(lp[prev]),
                 "entropy": None if i == 0 else float(ent[prev]),
                 "varentropy": None if i == 0 else float(vent[prev]),
+                "greedy": None if i == 0 else bool(argmax[prev] == t),
             })
         return out
 

@@ -16,7 +16,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("run_compare",), "runner"),
     **dict.fromkeys(("DATASETS", "PROMPT_TEMPLATES", "DatasetError", "Problem", "dataset_names", "default_data_dir",
                      "load_dataset", "render_prompt"), "datasets"),
-    **dict.fromkeys(("extract_answer", "is_correct", "normalize_latex", "parse_number"), "grading"),
+    **dict.fromkeys(("extract_answer", "grade", "is_correct", "parse_number"), "grading"),
     **dict.fromkeys(("Method", "MethodSpec", "budget_sweep", "expand_specs", "parse_method", "parse_spec",
                      "pause_string_ablation", "wait_string_ablation", "waits_sweep"), "methods"),
     **dict.fromkeys(("FamilyMetrics", "MethodPoint", "control", "family_metrics", "performance", "scaling",
@@ -28,7 +28,7 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from entropix_s1.research.datasets import (DATASETS, PROMPT_TEMPLATES, DatasetError, Problem, dataset_names,
                                                default_data_dir, load_dataset, render_prompt)
-    from entropix_s1.research.grading import extract_answer, is_correct, normalize_latex, parse_number
+    from entropix_s1.research.grading import extract_answer, grade, is_correct, parse_number
     from entropix_s1.research.methods import (Method, MethodSpec, budget_sweep, expand_specs, parse_method,
                                               parse_spec, pause_string_ablation, wait_string_ablation, waits_sweep)
     from entropix_s1.research.report import CompareSummary, summarize

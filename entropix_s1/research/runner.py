@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from entropix_s1.errors import ConfigError
 from entropix_s1.research import store
 from entropix_s1.research.datasets import PROMPT_TEMPLATES, Problem, load_dataset, render_prompt, template_for
-from entropix_s1.research.grading import extract_from_generation, is_correct
+from entropix_s1.research.grading import grade
 from entropix_s1.research.methods import Method, model_format, parse_method, with_format
 from entropix_s1.research.report import CompareSummary, summarize
 
@@ -56,15 +56,15 @@ def record(problem: Problem, method: Method, budget: Budget | None, result: Any,
     error = getattr(result, "error", None)
     text = getattr(result, "text", "") or ""
     answer_text = getattr(result, "answer_text", "") or ""
-    prediction = None if error else extract_from_generation(text, answer_text, problem.dataset)
+    graded = None if error else grade(text, answer_text, problem.gold, problem.dataset)
     return {
         "id": problem.id,
         "dataset": problem.dataset,
         "method": method.name,
         "family": method.family,
-        "prediction": prediction,
+        "prediction": graded.prediction if graded else None,
         "gold": problem.gold,
-        "correct": bool(prediction is not None and is_correct(prediction, problem.gold, problem.dataset)),
+        "correct": bool(graded and graded.correct),
         "thinking_tokens": int(getattr(result, "thinking_tokens", 0)),
         "answer_tokens": int(getattr(result, "answer_tokens", 0)),
         "waits": int(getattr(result, "waits_inserted", 0)),

@@ -41,18 +41,20 @@ Z95 = 1.959963984540054
 
 
 def wilson_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion; (0, 1) when n == 0."""
+    """Wilson score interval for a binomial proportion (scipy's `binomtest(...).proportion_ci`,
+    method "wilson"; scipy comes with JAX); (0, 1) when n == 0. `z` other than Z95 sets the
+    confidence level 1 - 2 * (1 - Phi(z))."""
     if n <= 0:
         return 0.0, 1.0
     if not 0 <= correct <= n:
         raise ValueError(f"correct must be in [0, n], got {correct}/{n}")
+    from scipy.stats import binomtest, norm  # lazy: scipy.stats takes a while to import
+
+    level = 0.95 if z == Z95 else float(2 * norm.cdf(z) - 1)
+    interval = binomtest(correct, n).proportion_ci(confidence_level=level, method="wilson")
     p = correct / n
-    z2 = z * z
-    denom = 1.0 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
     # clamp rounding so that lo <= p <= hi exactly (p = 0 or 1 otherwise drifts by 1 ulp)
-    return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
+    return min(p, max(0.0, float(interval.low))), max(p, min(1.0, float(interval.high)))
 
 
 def sign_test(wins: int, losses: int) -> float:
@@ -60,17 +62,17 @@ def sign_test(wins: int, losses: int) -> float:
 
     `wins`: problems only the first method gets right; `losses`: only the second. Under the null
     that either method is equally likely to be the one right on a discordant problem, the wins are
-    Binomial(wins + losses, 1/2); p = min(1, 2 * P[X >= max(wins, losses)]). Ties carry no
+    Binomial(wins + losses, 1/2): scipy's exact `binomtest` (two-sided). Ties carry no
     information and are left out, so p = 1 with no discordant problem. Paired, it is far more
     sensitive than comparing two Wilson intervals when both methods see the same few problems.
     """
     if wins < 0 or losses < 0:
         raise ValueError(f"wins and losses must be >= 0, got {wins}, {losses}")
-    n, k = wins + losses, max(wins, losses)
-    if n == 0:
+    if wins + losses == 0:
         return 1.0
-    tail = sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n
-    return min(1.0, 2 * tail)
+    from scipy.stats import binomtest
+
+    return min(1.0, float(binomtest(wins, wins + losses, 0.5).pvalue))
 
 
 def control(thinking_tokens: Iterable[int | float], a_min: int | None, a_max: int | None) -> float | None:
