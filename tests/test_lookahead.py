@@ -164,3 +164,21 @@ def test_a_cache_filled_by_other_rows_paths_is_compacted_in_the_loop(m):
     np.testing.assert_array_equal(np.asarray(small.n_out_B), 40)
     np.testing.assert_array_equal(np.asarray(small.out_BN)[:, :40], np.asarray(big.out_BN)[:, :40])
     np.testing.assert_array_equal(np.asarray(small.regime_BN)[:, :40], np.asarray(big.regime_BN)[:, :40])
+
+
+def test_only_the_chosen_rows_roll_out_and_get_the_paths_of_a_full_roll_out(params):
+    """Rows 1, 4, 6 and 7 of 8 roll out in groups of two (ceil(8 / 4)); their paths equal those
+    of rolling out every row, and the other rows' are zeros."""
+    rng = np.random.default_rng(0)
+    tokens = jnp.asarray(rng.integers(6, CFG.vocab_size, size=(8, 5)), jnp.int32)
+    cache = KVCache.init(CFG, 8, 24, jnp.float32)
+    _, cache, _ = forward(params, CFG, tokens, cache, window=24, last_only=True)
+    cand_BN = jnp.asarray(rng.integers(6, CFG.vocab_size, size=(8, 3)), jnp.int32)
+    look = Lookahead(params, CFG, cache, 24)
+    rows_B = jnp.asarray([False, True, False, False, True, False, True, True])
+    some, every = look.greedy_paths(cand_BN, 3, rows_B), look.greedy_paths(cand_BN, 3)
+    chosen = np.asarray(rows_B)
+    np.testing.assert_array_equal(np.asarray(some.tokens_BND)[chosen], np.asarray(every.tokens_BND)[chosen])
+    np.testing.assert_allclose(np.asarray(some.logits_BNDV)[chosen], np.asarray(every.logits_BNDV)[chosen], atol=2e-5)
+    np.testing.assert_allclose(np.asarray(some.suffix.k[1])[chosen], np.asarray(every.suffix.k[1])[chosen], atol=2e-5)
+    assert not np.asarray(some.tokens_BND)[~chosen].any() and not np.asarray(some.logits_BNDV)[~chosen].any()

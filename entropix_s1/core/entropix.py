@@ -546,30 +546,35 @@ class EntropixSampler(Sampler):
         keys_B2 = split_rows(step.rng_B, 2)  # distinct keys for the sampler and the branch candidates
         tok_B, regime_B = self.get_next_tokens(step.logits_BV, step.metrics, step.attention, keys_B2[:, 0])
         branch_B = (regime_B == BRANCH) & step.active_B
-        b, vocab = step.logits_BV.shape
-        cand_logp = lambda cand_BN: jnp.take_along_axis(jax.nn.log_softmax(step.logits_BV), cand_BN, axis=1)  # noqa: E731
         if cfg.branch_depth == 1:  # each candidate scored by its own log-prob: nothing to roll out
-            cand_BN = branch_candidates(step.logits_BV, keys_B2[:, 1], cfg, step.attention)
-            ent_BN1 = jnp.broadcast_to(step.metrics.entropy_B[:, None, None], cand_BN.shape + (1,))
-            win_B = jnp.argmax(score_paths(cand_logp(cand_BN)[..., None], ent_BN1, cfg), axis=1)
-            best_B = jnp.take_along_axis(cand_BN, win_B[:, None], axis=1)[:, 0]
-            return Proposal(jnp.where(branch_B, best_B, tok_B), regime_B)
+            return Proposal(jnp.where(branch_B, self._branch(step, keys_B2[:, 1], branch_B)[0], tok_B), regime_B)
 
         def roll_out(_):
-            cand_BN = branch_candidates(step.logits_BV, keys_B2[:, 1], cfg, step.attention)
-            paths = step.lookahead.greedy_paths(cand_BN, cfg.branch_depth)
-            logprob_BNT = jnp.concatenate([cand_logp(cand_BN)[..., None], paths.logprob_BND], axis=2)
-            ent_BN1 = jnp.broadcast_to(step.metrics.entropy_B[:, None, None], cand_BN.shape + (1,))
-            entropy_BNT = jnp.concatenate([ent_BN1, paths.entropy_BND], axis=2)
-            win_B = jnp.argmax(score_paths(logprob_BNT, entropy_BNT, cfg), axis=1)
-            best_B = jnp.take_along_axis(cand_BN, win_B[:, None], axis=1)[:, 0]
-            return jnp.where(branch_B, best_B, tok_B), Path.pick(paths, win_B, branch_B)
+            best_B, path = self._branch(step, keys_B2[:, 1], branch_B)
+            return jnp.where(branch_B, best_B, tok_B), path
 
         def no_branch(_):
+            b, vocab = step.logits_BV.shape
             return tok_B, Path.none(b, cfg.branch_depth - 1, vocab, step.lookahead.cache)
 
         tok_B, path = jax.lax.cond(jnp.any(branch_B), roll_out, no_branch, None)
         return Proposal(tok_B, regime_B, path)
+
+    def _branch(self, step: SamplerInput, rng_B: jax.Array, branch_B: jax.Array) -> tuple[jax.Array, Path | None]:
+        """The winning candidate of each row (`score_paths` over its candidates' roll-outs) and,
+        when branch_depth > 1, the winner's roll-out as a `Path` for the `branch_B` rows."""
+        cfg = self.cfg
+        cand_BN = branch_candidates(step.logits_BV, rng_B, cfg, step.attention)
+        logprob_BNT = jnp.take_along_axis(jax.nn.log_softmax(step.logits_BV), cand_BN, axis=1)[..., None]
+        entropy_BNT = jnp.broadcast_to(step.metrics.entropy_B[:, None, None], logprob_BNT.shape)
+        paths = None
+        if cfg.branch_depth > 1:
+            paths = step.lookahead.greedy_paths(cand_BN, cfg.branch_depth, branch_B)
+            logprob_BNT = jnp.concatenate([logprob_BNT, paths.logprob_BND], axis=2)
+            entropy_BNT = jnp.concatenate([entropy_BNT, paths.entropy_BND], axis=2)
+        win_B = jnp.argmax(score_paths(logprob_BNT, entropy_BNT, cfg), axis=1)
+        best_B = jnp.take_along_axis(cand_BN, win_B[:, None], axis=1)[:, 0]
+        return best_B, None if paths is None else Path.pick(paths, win_B, branch_B)
 
     def get_next_tokens(
         self, logits_BV: jax.Array, logit_m: LogitMetrics, attn_m: AttentionMetrics, rng_B: jax.Array
