@@ -191,6 +191,8 @@ def param_specs(cfg: ShardedConfig, params: Params) -> Params:
             mlp_norm_D=P(None),
             w_gate_up_D2F=P(None, None, "tp"),
             w_down_FD=P("tp", None),
+            post_attn_norm_D=opt(lp.post_attn_norm_D, P(None)),
+            post_mlp_norm_D=opt(lp.post_mlp_norm_D, P(None)),
         )
         for lp in params.layers
     )
