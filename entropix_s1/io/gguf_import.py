@@ -596,16 +596,17 @@ def _add_bos(g: GGUFFile) -> bool:
     return g.metadata.get("tokenizer.ggml.model") == "llama" or _pre_family(g) == "llama3"
 
 
-def _gemma_merges(tokens: list[str], vocab: dict[str, int]) -> list[tuple[str, str]]:
+def _gemma_merges(vocab: dict[str, int]) -> list[tuple[str, str]]:
     """BPE merges of a Gemma vocabulary, which the GGUF does not list.
 
     Every split of a token into two vocabulary pieces is a merge; merges rank by the token's place
-    in the file (earlier first: Gemma's scores do not follow its merge order, its file order does),
-    then by a longer left piece first. This is transformers' `generate_merges` with the scores
-    `-index` that its GGUF loader passes for gemma vocabularies, so both build the same tokenizer.
+    in the file (earlier first: Gemma's scores do not follow its merge order, its file order does;
+    a string listed twice ranks at its last place, as its id does), then by a longer left piece
+    first. This is transformers' `generate_merges` with the scores `-index` that its GGUF loader
+    passes for gemma vocabularies, so both build the same tokenizer.
     """
     merges = []
-    for token in dict.fromkeys(tokens):
+    for token in sorted(vocab, key=vocab.__getitem__):
         for cut in range(len(token) - 1, 0, -1):  # longer left piece first
             left, right = token[:cut], token[cut:]
             if left in vocab and right in vocab:
@@ -622,7 +623,7 @@ def _gemma_tokenizer(g: GGUFFile, tokens: list[str], types: np.ndarray) -> Token
     vocab = {t: i for i, t in enumerate(spelled)}
     unk = g.metadata.get("tokenizer.ggml.unknown_token_id")
     unk_token = tokens[int(unk)] if unk is not None else "<unk>"
-    tok = Tokenizer(models.BPE(vocab, _gemma_merges(spelled, vocab), fuse_unk=True, unk_token=unk_token,
+    tok = Tokenizer(models.BPE(vocab, _gemma_merges(vocab), fuse_unk=True, unk_token=unk_token,
                                byte_fallback=True))
     tok.normalizer = normalizers.Replace(" ", "\u2581")
     tok.pre_tokenizer = pre_tokenizers.Split(" ", behavior="merged_with_previous", invert=False)
