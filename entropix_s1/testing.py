@@ -75,8 +75,8 @@ RANDOM_CONFIGS: dict[str, ModelConfig] = {
                                         qk_norm=False),
     "qwen3-0.6b": _QWEN3_06B,
     "gemma3-270m": _GEMMA3_270M,
-    "gemma3-1b": dataclasses.replace(_GEMMA3_270M, vocab_size=262144, dim=1152, n_layers=26, n_heads=4,
-                                     n_kv_heads=1, ffn_dim=6912, sliding_windows=_gemma3_windows(26)),
+    "gemma3-1b": dataclasses.replace(_GEMMA3_270M, dim=1152, n_layers=26, ffn_dim=6912, embed_scale=math.sqrt(1152),
+                                     sliding_windows=_gemma3_windows(26)),
 }
 
 
