@@ -39,6 +39,49 @@ def _vocab() -> tuple[list[str], list[int], list[float]]:
     scores = [-1000.0 if t != _NORMAL else -float(i) for i, t in enumerate(types)]
     return tokens, types, scores
 
+#: The chat template of the instruction-tuned Gemma 3 releases (gemma-3-*-it), as their GGUFs carry it.
+GEMMA3_IT_TEMPLATE = """{{ bos_token }}
+{%- if messages[0]['role'] == 'system' -%}
+    {%- if messages[0]['content'] is string -%}
+        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
+    {%- else -%}
+        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}
+    {%- endif -%}
+    {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+    {%- set first_user_prefix = "" -%}
+    {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- for message in loop_messages -%}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
+    {%- endif -%}
+    {%- if (message['role'] == 'assistant') -%}
+        {%- set role = "model" -%}
+    {%- else -%}
+        {%- set role = message['role'] -%}
+    {%- endif -%}
+    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else "") }}
+    {%- if message['content'] is string -%}
+        {{ message['content'] | trim }}
+    {%- elif message['content'] is iterable -%}
+        {%- for item in message['content'] -%}
+            {%- if item['type'] == 'image' -%}
+                {{ '<start_of_image>' }}
+            {%- elif item['type'] == 'text' -%}
+                {{ item['text'] | trim }}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- else -%}
+        {{ raise_exception("Invalid content type") }}
+    {%- endif -%}
+    {{ '<end_of_turn>\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{'<start_of_turn>model\n'}}
+{%- endif -%}
+"""
+
 
 _TO_GGUF = {
     "input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "post_attention_norm.weight",
@@ -60,7 +103,7 @@ def model():
                          pad_token_id=0)
 
 
-def _write(path: Path, model, *, extra: dict[str, np.ndarray] | None = None) -> Path:
+def _write(path: Path, model, *, extra: dict[str, np.ndarray] | None = None, chat_template: str | None = None) -> Path:
     cfg = model.config
     tokens, types, scores = _vocab()
     w = gguf.GGUFWriter(str(path), "gemma3")
@@ -87,6 +130,8 @@ def _write(path: Path, model, *, extra: dict[str, np.ndarray] | None = None) -> 
     w.add_add_bos_token(True)
     w.add_add_eos_token(False)
     w.add_add_space_prefix(False)
+    if chat_template is not None:
+        w.add_chat_template(chat_template)
     state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items() if k != "lm_head.weight"}
     tensors = {"token_embd.weight": state.pop("model.embed_tokens.weight"),
                "output_norm.weight": state.pop("model.norm.weight") + 1}
@@ -155,3 +200,32 @@ def test_vision_tower_tensors_are_refused_by_name(model, tmp_path):
                                                      "mm.input_projection.weight": np.zeros((4, 4), np.float32)})
     with pytest.raises(CheckpointError, match=r"vision tower.*v\.blk\.0\.attn_q\.weight"):
         convert_gguf(src, tmp_path / "out")
+
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "hello world"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": " what? "},
+     {"role": "assistant", "content": "hello"}, {"role": "user", "content": "world"}],
+]
+
+
+@pytest.mark.parametrize("conversation", CONVERSATIONS)
+def test_instruction_tuned_chat_template_renders_as_transformers(model, tmp_path, conversation):
+    """An -it GGUF carries Gemma's template: we render it as transformers does, the prompt starts
+    with exactly one BOS (the template writes it; the engine adds none to a rendered chat), and a
+    turn ends at <end_of_turn>."""
+    import entropix_s1
+
+    src = _write(tmp_path / "it.gguf", model, chat_template=GEMMA3_IT_TEMPLATE)
+    out = convert_gguf(src, tmp_path / "hf")
+    ref = transformers.AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+    tok = Tokenizer.from_dir(out)
+    expected = ref.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    assert tok.render(conversation) == expected and expected.startswith("<bos><start_of_turn>user\n")
+    assert tok.encode(tok.render(conversation)) == ref.encode(expected, add_special_tokens=False)
+    assert tok.encode(tok.render(conversation)).count(2) == 1
+    assert tok.token_id("<end_of_turn>") in tok.eos_ids
+    m = entropix_s1.load(out)
+    assert m.has_chat_template
+    (r,) = m.generate([conversation], max_new_tokens=3)
+    assert r.error is None and r.prompt == expected
