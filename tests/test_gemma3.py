@@ -197,3 +197,22 @@ def test_multimodal_gemma3_is_rejected_naming_the_vision_tower(tmp_path):
         load_checkpoint(tmp_path)
     with pytest.raises(UnsupportedArchitectureError, match="use_bidirectional_attention"):
         ModelConfig.from_hf({**tf.Gemma3TextConfig().to_dict(), "use_bidirectional_attention": True})
+
+
+def test_older_gemma3_config_fields():
+    """Configs written before transformers 5 (e.g. the text_config of gemma-3-4b): top-level
+    rope_theta / rope_local_base_freq, rope_scaling on the global layers, sliding_window_pattern."""
+    cfg = ModelConfig.from_hf(dict(model_type="gemma3_text", vocab_size=262208, hidden_size=2560, intermediate_size=10240,
+                                   num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4, head_dim=256,
+                                   rope_theta=1_000_000.0, rope_local_base_freq=10_000.0, sliding_window=1024,
+                                   sliding_window_pattern=4, query_pre_attn_scalar=256,
+                                   rope_scaling={"factor": 8.0, "rope_type": "linear"}))
+    assert cfg.sliding_windows == (1024, 1024, 1024, None, 1024, 1024, 1024, None)
+    assert (cfg.rope_theta, cfg.rope_local_theta, cfg.rope_linear_factor) == (1e6, 1e4, 8.0)
+    assert cfg.hidden_act == "gelu_tanh" and cfg.tie_embeddings and cfg.eos_token_ids == (1,)
+    np.testing.assert_allclose(cfg.inv_freq(local=True), 1e4 ** -(np.arange(0, 256, 2) / 256), rtol=1e-6)
+    np.testing.assert_allclose(cfg.inv_freq(), 1e6 ** -(np.arange(0, 256, 2) / 256) / 8, rtol=1e-6)
+    with pytest.raises(UnsupportedArchitectureError, match="sliding_attention rope_type 'yarn'"):
+        ModelConfig.from_hf(dict(model_type="gemma3_text", vocab_size=8, hidden_size=8, intermediate_size=8,
+                                 num_hidden_layers=1, num_attention_heads=1, sliding_window=4,
+                                 rope_parameters={"sliding_attention": {"rope_type": "yarn"}}))
