@@ -24,6 +24,6 @@ def load_model(a: argparse.Namespace, *, prompts: bool = True):
     from entropix_s1.host.engine import load
 
     model = load(a.model, dtype=a.dtype, mesh=a.mesh)
-    if prompts and not model.has_chat_template and not getattr(a, "raw", False):
+    if prompts and not getattr(model, "has_chat_template", True) and not getattr(a, "raw", False):
         print(f"note: {model.name} has no chat template; prompts go in as raw text (after BOS)", file=sys.stderr)
     return model
