@@ -216,3 +216,32 @@ def test_older_gemma3_config_fields():
         ModelConfig.from_hf(dict(model_type="gemma3_text", vocab_size=8, hidden_size=8, intermediate_size=8,
                                  num_hidden_layers=1, num_attention_heads=1, sliding_window=4,
                                  rope_parameters={"sliding_attention": {"rope_type": "yarn"}}))
+
+
+def test_lookahead_paths_respect_the_window():
+    """entropix's branch roll-outs (`forward_paths` over the shared cache) on a gemma3 config
+    whose 4-token window the paths cross: every path token's logits equal decoding it."""
+    import math
+
+    from entropix_s1.core.lookahead import Lookahead
+    from entropix_s1.core.sampling import greedy
+    from entropix_s1.testing import RANDOM_CONFIGS, random_params
+
+    cfg = dataclasses.replace(RANDOM_CONFIGS["gemma3-270m"], vocab_size=128, dim=32, n_layers=3, head_dim=8,
+                              ffn_dim=32, embed_scale=math.sqrt(32), sliding_windows=(4, None, 4))
+    params = random_params(cfg, std=0.35, seed=3)
+    tokens = jnp.asarray([[11, 12, 13, 14, 15, 16], [0, 0, 0, 21, 22, 23]], jnp.int32)
+    cache = KVCache.init(cfg, 2, 32, jnp.float32)
+    _, cache, _ = forward(params, cfg, tokens, cache, window=32, token_valid_BT=tokens > 0, last_only=True)
+    cand_BN = jnp.asarray([[40, 41, 42], [7, 7, 90]], jnp.int32)
+    paths = Lookahead(params, cfg, cache, 32).greedy_paths(cand_BN, steps=4)
+    for n in range(3):
+        ref, tok_B = cache, cand_BN[:, n]
+        for j in range(3):
+            logits_BV, ref, _ = forward(params, cfg, tok_B[:, None], ref, window=32, last_only=True)
+            np.testing.assert_allclose(paths.logits_BNDV[:, n, j], logits_BV, atol=2e-5, rtol=1e-5)
+            tok_B = greedy(logits_BV)
+            np.testing.assert_array_equal(paths.tokens_BND[:, n, j + 1], tok_B)
+    wide = dataclasses.replace(cfg, sliding_windows=(10**6, None, 10**6))  # the window matters here
+    wide_paths = Lookahead(params, wide, cache, 32).greedy_paths(cand_BN, steps=4)
+    assert np.abs(np.asarray(wide_paths.logits_BNDV) - np.asarray(paths.logits_BNDV)).max() > 1e-3
