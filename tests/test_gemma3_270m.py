@@ -131,7 +131,8 @@ def test_entropix_budget_and_trace_run_on_it(ours, tmp_path):
     steps = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(steps) == sum(len(r.token_ids) for r in results) > 0
     sampled = [s for s in steps if s["forced"] is None]
-    assert sampled and {s["regime"] for s in sampled} <= set(ENTROPIX_REGIMES)
+    regimes = {s["regime"] for s in sampled}  # entropix's own, and the tokens of committed branch paths
+    assert sampled and regimes & set(ENTROPIX_REGIMES) and regimes <= set(ENTROPIX_REGIMES) | {"branch_path"}
     assert all(s["entropy"] is not None and s["attn_entropy"] is not None for s in sampled)
     assert all(r.thinking_tokens <= 12 + len(ours.tokenizer.encode("Wait")) + 1 for r in results)
     # the last layer is global: its attention entropy may exceed log(512); all stay finite and >= 0
