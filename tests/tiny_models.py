@@ -20,11 +20,12 @@ TINY = dict(
 
 
 def tiny_hf_model(arch: str, *, tie: bool = False, seed: int = 0, **overrides):
-    """A random transformers model of `arch` (llama with llama3 RoPE scaling, qwen2, qwen3)."""
+    """A random transformers model of `arch` (llama with llama3 RoPE scaling, qwen2, qwen3, gemma3)."""
     import transformers as tf
 
     torch.manual_seed(seed)
-    kw = dict(TINY, tie_word_embeddings=tie, **overrides)
+    kw = dict(TINY, tie_word_embeddings=tie)
+    kw.update(overrides)
     if arch == "llama":
         kw.setdefault(
             "rope_scaling",
@@ -46,6 +47,18 @@ def tiny_hf_model(arch: str, *, tie: bool = False, seed: int = 0, **overrides):
         kw.setdefault("head_dim", 32)  # differs from hidden/heads, as in real Qwen3
         cfg = tf.Qwen3Config(**kw)
         model = tf.Qwen3ForCausalLM(cfg)
+    elif arch == "gemma3":
+        # Gemma 3 text with a tiny sliding window, so prompts longer than 8 tokens make the local
+        # (sliding) layers differ from the global one; query_pre_attn_scalar != head_dim so the
+        # attention scale is checked too.
+        kw.setdefault("head_dim", 16)
+        kw.setdefault("sliding_window", 8)
+        kw.setdefault("query_pre_attn_scalar", 24)
+        kw["num_hidden_layers"] = overrides.get("num_hidden_layers", 3)
+        kw.setdefault("layer_types", [("sliding_attention", "full_attention")[i % 2] for i in range(kw["num_hidden_layers"])])
+        cfg = tf.Gemma3TextConfig(**kw)
+        cfg._attn_implementation = "eager"  # softcapping is applied by the eager kernel only
+        model = tf.Gemma3ForCausalLM(cfg)
     else:
         raise ValueError(arch)
     # Random init leaves norms at 1 and biases at 0; perturb them so the test sees them.

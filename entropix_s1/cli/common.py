@@ -16,8 +16,14 @@ def add_model_arguments(p: argparse.ArgumentParser, *, dtype_and_mesh: bool = Tr
         p.add_argument("--mesh", default=None, help="DPxTP device mesh, e.g. 1x8 (docs/sharding.md)")
 
 
-def load_model(a: argparse.Namespace):
-    """The model of `--model`/`--dtype`/`--mesh` (imports JAX)."""
+def load_model(a: argparse.Namespace, *, prompts: bool = True):
+    """The model of `--model`/`--dtype`/`--mesh` (imports JAX). For commands that take `prompts`,
+    a checkpoint without a chat template is said once: its string prompts go in raw, after BOS."""
+    import sys
+
     from entropix_s1.host.engine import load
 
-    return load(a.model, dtype=a.dtype, mesh=a.mesh)
+    model = load(a.model, dtype=a.dtype, mesh=a.mesh)
+    if prompts and not getattr(model, "has_chat_template", True) and not getattr(a, "raw", False):
+        print(f"note: {model.name} has no chat template; prompts go in as raw text (after BOS)", file=sys.stderr)
+    return model

@@ -76,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         model = entropix_s1.load(args.model)
+        if not getattr(model, "has_chat_template", True):
+            print(f"note: {model.name} has no chat template; prompts go in as raw text (after BOS)", file=sys.stderr)
         summary = run_compare(model, problems, methods, out, batch_size=args.batch_size, seed=args.seed,
                               progress=not args.no_progress, template=args.template, schedule=args.schedule)
     except KeyboardInterrupt:

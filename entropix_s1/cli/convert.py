@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "convert a llama/qwen2/qwen3 GGUF to an HF checkpoint dir"
+HELP = "convert a llama/qwen2/qwen3/gemma3 GGUF to an HF checkpoint dir"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(a: argparse.Namespace) -> int:
-    m = load_model(a)
+    m = load_model(a, prompts=False)  # score reads the text as is
     for row in m.score(a.text):
         print(json.dumps(row, ensure_ascii=False))
     return 0

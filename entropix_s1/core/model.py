@@ -1,4 +1,4 @@
-"""Pure-JAX forward pass of the Llama family (llama, qwen2, qwen3) over a preallocated KV cache.
+"""Pure-JAX forward pass of our decoders (llama, qwen2, qwen3, gemma3) over a preallocated KV cache.
 
 Layout decisions (why):
 - Rows are LEFT-padded: every row writes its next token to the same cache slot, so one
@@ -15,6 +15,11 @@ Layout decisions (why):
   residual stream, norms, softmax and logits are float32.
 - Layers are unrolled in Python: XLA:CPU runs one big fused program faster than a loop of many
   small ones, and it lets attention metrics be computed only for the layers the sampler uses.
+- Sliding-window (local) layers (Gemma 3) keep the whole cache and attend through a mask: a query
+  sees a key when fewer than `window` real tokens of its row separate them (counted over valid
+  slots, so padding and dropped delimiters do not shrink the window). The mask is built once per
+  forward for each distinct window and only when the config has local layers (`ModelConfig.
+  sliding_windows`, static), so a model without them runs exactly the program it ran before.
 """
 
 from __future__ import annotations
@@ -52,6 +57,9 @@ class LayerParams:
     mlp_norm_D: Array
     w_gate_up_D2F: Array  # [:, 0] gate, [:, 1] up
     w_down_FD: Array
+    # Gemma's "sandwich" norms on the attention and MLP outputs (None unless `cfg.post_norms`).
+    post_attn_norm_D: Array | None = None
+    post_mlp_norm_D: Array | None = None
 
 
 @struct.dataclass
@@ -127,10 +135,19 @@ class KVCache:
                             pos_B=jnp.where(drop_B, 0, count_B), length=length)
 
 
-def rms_norm(x: Array, w: Array, eps: float) -> Array:
-    """RMSNorm in float32: x / sqrt(mean(x^2) + eps) * w."""
+def rms_norm(x: Array, w: Array, eps: float, plus_one: bool = False) -> Array:
+    """RMSNorm in float32: x / sqrt(mean(x^2) + eps) * w, or * (1 + w) with `plus_one` (Gemma,
+    whose weights are stored centred on 0; transformers' Gemma3RMSNorm adds the 1 in float32)."""
     x = x.astype(jnp.float32)
-    return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + eps) * w.astype(jnp.float32)
+    scale = w.astype(jnp.float32)
+    if plus_one:
+        scale = 1.0 + scale
+    return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + eps) * scale
+
+
+def softcap(x: Array, cap: float | None) -> Array:
+    """cap * tanh(x / cap): the soft limit `final_logit_softcapping` puts on logits (identity for None)."""
+    return x if cap is None else cap * jnp.tanh(x / cap)
 
 
 def apply_rope(x_BTNH: Array, pos_BT: Array, inv_freq: Array) -> Array:
@@ -186,8 +203,11 @@ def _write_cache(cache_BKSH: Array, new_BKTH: Array, slot0: Array, window: int) 
     return jax.lax.dynamic_update_slice(cache_BKSH, written, (0, 0, slot0, 0)), win_BKWH
 
 
-def _qkv(lp: LayerParams, cfg: ModelConfig, x_BTD: Array, pos_BT: Array) -> tuple[Array, Array, Array]:
-    """Queries [B, T, K, G, hd] (rotated, scaled by hd^-0.5), keys and values [B, T, K, hd]."""
+def _qkv(lp: LayerParams, cfg: ModelConfig, x_BTD: Array, pos_BT: Array,
+         local: bool = False) -> tuple[Array, Array, Array]:
+    """Queries [B, T, K, G, hd] (rotated, scaled by `cfg.attn_scale`: hd^-0.5, or Gemma's
+    query_pre_attn_scalar^-0.5), keys and values [B, T, K, hd]. `local`: a sliding-window layer,
+    rotated with the local RoPE base."""
     B, T, _ = x_BTD.shape
     G, hd = cfg.q_per_kv, cfg.head_dim
     qkv_BTKCH = _mm("btd,dkch->btkch", x_BTD, lp.wqkv_DKCH)
@@ -195,10 +215,10 @@ def _qkv(lp: LayerParams, cfg: ModelConfig, x_BTD: Array, pos_BT: Array) -> tupl
         qkv_BTKCH = qkv_BTKCH + lp.bqkv_KCH.astype(jnp.float32)
     q, k, v = qkv_BTKCH[:, :, :, :G], qkv_BTKCH[:, :, :, G], qkv_BTKCH[:, :, :, G + 1]
     if lp.q_norm_H is not None:
-        q = rms_norm(q, lp.q_norm_H, cfg.norm_eps)
-        k = rms_norm(k, lp.k_norm_H, cfg.norm_eps)
-    inv_freq = jnp.asarray(cfg.inv_freq())
-    q_BTKGH = apply_rope(q.reshape(B, T, cfg.n_heads, hd), pos_BT, inv_freq).reshape(q.shape) * (hd**-0.5)
+        q = rms_norm(q, lp.q_norm_H, cfg.norm_eps, cfg.norm_plus_one)
+        k = rms_norm(k, lp.k_norm_H, cfg.norm_eps, cfg.norm_plus_one)
+    inv_freq = jnp.asarray(cfg.inv_freq(local=local))
+    q_BTKGH = apply_rope(q.reshape(B, T, cfg.n_heads, hd), pos_BT, inv_freq).reshape(q.shape) * cfg.attn_scale
     return q_BTKGH, apply_rope(k, pos_BT, inv_freq), v
 
 
@@ -222,9 +242,12 @@ def _attention(
     slot0: Array,
     window: int,
     want_metrics: bool,
+    local: bool = False,
 ):
+    """One attention block. `valid_BTS` is this layer's mask (a local layer's has its window
+    applied); `local` picks the local RoPE base."""
     B, T, _ = x_BTD.shape
-    q_BTKGH, k, v = _qkv(lp, cfg, x_BTD, pos_BT)
+    q_BTKGH, k, v = _qkv(lp, cfg, x_BTD, pos_BT, local)
 
     # Write this step's K/V at slots [slot0, slot0 + T) of every row, in place.
     k_BKTH = jnp.swapaxes(k, 1, 2).astype(k_cache.dtype)
@@ -252,25 +275,69 @@ def _attention(
     return out_BTD, k_cache, v_cache, attn_m
 
 
-def _mlp(lp: LayerParams, x_BTD: Array) -> Array:
+_ACT = {"silu": jax.nn.silu, "gelu_tanh": functools.partial(jax.nn.gelu, approximate=True),
+        "gelu": functools.partial(jax.nn.gelu, approximate=False)}
+
+
+def _mlp(lp: LayerParams, cfg: ModelConfig, x_BTD: Array) -> Array:
+    """Gated MLP: down(act(x W_gate) * (x W_up)); SwiGLU for silu, GeGLU for the gelus."""
     gu_BTCF = _mm("btd,dcf->btcf", x_BTD, lp.w_gate_up_D2F)
-    h_BTF = jax.nn.silu(gu_BTCF[:, :, 0]) * gu_BTCF[:, :, 1]
+    h_BTF = _ACT[cfg.hidden_act](gu_BTCF[:, :, 0]) * gu_BTCF[:, :, 1]
     return _mm("btf,fd->btd", h_BTF, lp.w_down_FD)
+
+
+def _embed(params: Params, cfg: ModelConfig, tokens_BT: Array) -> Array:
+    """Token embeddings, float32; Gemma scales them by sqrt(hidden), the constant rounded to the
+    weight dtype first (as transformers' Gemma3TextScaledWordEmbedding does)."""
+    x_BTD = params.embed_VD[tokens_BT].astype(jnp.float32)
+    if cfg.embed_scale is not None:
+        x_BTD = x_BTD * jnp.asarray(cfg.embed_scale, params.dtype).astype(jnp.float32)
+    return x_BTD
 
 
 def _layers(params: Params, cfg: ModelConfig, x_BTD: Array, attend) -> Array:
     """The residual stack. `attend(i, layer, h_BTD) -> a_BTD` is layer i's attention over its
-    normed input; it owns whatever cache it reads and writes (the decode cache, a look-ahead's)."""
+    normed input; it owns whatever cache it reads and writes (the decode cache, a look-ahead's).
+    Gemma also norms the attention and MLP outputs before adding them (`post_norms`)."""
+    eps, plus_one = cfg.norm_eps, cfg.norm_plus_one
     for i, lp in enumerate(params.layers):
-        x_BTD = x_BTD + attend(i, lp, rms_norm(x_BTD, lp.attn_norm_D, cfg.norm_eps))
-        x_BTD = x_BTD + _mlp(lp, rms_norm(x_BTD, lp.mlp_norm_D, cfg.norm_eps))
+        attn_BTD = attend(i, lp, rms_norm(x_BTD, lp.attn_norm_D, eps, plus_one))
+        if lp.post_attn_norm_D is not None:
+            attn_BTD = rms_norm(attn_BTD, lp.post_attn_norm_D, eps, plus_one)
+        x_BTD = x_BTD + attn_BTD
+        mlp_BTD = _mlp(lp, cfg, rms_norm(x_BTD, lp.mlp_norm_D, eps, plus_one))
+        if lp.post_mlp_norm_D is not None:
+            mlp_BTD = rms_norm(mlp_BTD, lp.post_mlp_norm_D, eps, plus_one)
+        x_BTD = x_BTD + mlp_BTD
     return x_BTD
 
 
 def _logits(params: Params, cfg: ModelConfig, x_BTD: Array) -> Array:
-    """Final norm and LM head (tied to the embedding when `lm_head_VD` is None), float32."""
+    """Final norm and LM head (tied to the embedding when `lm_head_VD` is None), float32, soft-capped
+    when the config says so."""
     head_VD = params.embed_VD if params.lm_head_VD is None else params.lm_head_VD
-    return _mm("btd,vd->btv", rms_norm(x_BTD, params.final_norm_D, cfg.norm_eps), head_VD)
+    x_BTD = rms_norm(x_BTD, params.final_norm_D, cfg.norm_eps, cfg.norm_plus_one)
+    return softcap(_mm("btd,vd->btv", x_BTD, head_VD), cfg.final_softcap)
+
+
+def _layer_masks(cfg: ModelConfig, valid_BS: Array, valid_BTS: Array, slot0: Array, T: int) -> dict:
+    """{layer window: attention mask [B, T, S]}; None (global layers) maps to `valid_BTS` itself.
+
+    A local layer with window W lets a query see a key when the key is one of the query's last W
+    real tokens (itself included): with c_s = number of valid slots in [0, s], the distance
+    c_query - c_key < W. This is transformers' `kv_idx > q_idx - sliding_window` on an unpadded
+    sequence, and it counts real tokens only, so left padding and slots forgotten by
+    `KVCache.invalidate` do not eat into the window. Built only for configs with local layers.
+    """
+    masks = {None: valid_BTS}
+    if not cfg.has_local_layers:
+        return masks
+    count_BS = jnp.cumsum(valid_BS, axis=1, dtype=jnp.int32)
+    count_query_BT = jax.lax.dynamic_slice_in_dim(count_BS, slot0, T, axis=1)
+    distance_BTS = count_query_BT[:, :, None] - count_BS[:, None, :]
+    for span in sorted({span for span in cfg.sliding_windows if span is not None}):
+        masks[span] = valid_BTS & (distance_BTS < span)
+    return masks
 
 
 def forward(
@@ -303,17 +370,20 @@ def forward(
     key_S = jnp.arange(window, dtype=jnp.int32)
     # A query attends to its row's real tokens that are not in its future.
     valid_BTS = valid_BS[:, None, :window] & (key_S[None, None, :] <= slots_T[None, :, None])
+    masks = _layer_masks(cfg, valid_BS[:, :window], valid_BTS, slot0, T)
 
     ks, vs, layer_metrics = list(cache.k), list(cache.v), []
     metric_layers = {i % cfg.n_layers for i in metric_layers}
 
     def attend(i: int, lp: LayerParams, h_BTD: Array) -> Array:
-        a, ks[i], vs[i], m = _attention(lp, cfg, h_BTD, pos_BT, ks[i], vs[i], valid_BTS, slot0, window, i in metric_layers)
+        span = cfg.layer_window(i)
+        a, ks[i], vs[i], m = _attention(lp, cfg, h_BTD, pos_BT, ks[i], vs[i], masks[span], slot0, window,
+                                        i in metric_layers, local=span is not None)
         if m is not None:
             layer_metrics.append(m)
         return a
 
-    x_BTD = _layers(params, cfg, params.embed_VD[tokens_BT].astype(jnp.float32), attend)
+    x_BTD = _layers(params, cfg, _embed(params, cfg, tokens_BT), attend)
     if last_only:
         x_BTD = x_BTD[:, -1:]
     logits = _logits(params, cfg, x_BTD)
@@ -350,16 +420,30 @@ def forward_paths(params: Params, cfg: ModelConfig, tokens_BN: Array, cache: KVC
     One softmax over both key sets (their scores are concatenated; keys and values are not), so
     the attention equals that of the same token appended to the cache. Writes suffix slot j;
     returns float32 logits `[B, N, V]`. Branch roll-outs and probes both run on this.
+
+    A local (sliding-window) layer sees, as in `forward`, the keys fewer than W real tokens back:
+    the path token is real token number c + j + 1 of its row (c = the row's valid slots), so a
+    prefix key with count c_s is c + j + 1 - c_s tokens back and its own token d is j - d back.
     """
     B, N = tokens_BN.shape
     pos_BN = jnp.broadcast_to(cache.pos_B[:, None] + j, (B, N))
     prefix_valid_BS = cache.valid_BS[:, :window]
     depth = suffix.k[0].shape[3]
     own_D = jnp.arange(depth) <= j
+    prefix_masks, own_masks = {None: prefix_valid_BS}, {None: own_D}
+    if cfg.has_local_layers:
+        count_BS = jnp.cumsum(prefix_valid_BS, axis=1, dtype=jnp.int32)
+        back_BS = cache.valid_BS.sum(1, dtype=jnp.int32)[:, None] + j + 1 - count_BS
+        back_D = j - jnp.arange(depth)
+        for span in sorted({span for span in cfg.sliding_windows if span is not None}):
+            prefix_masks[span] = prefix_valid_BS & (back_BS < span)
+            own_masks[span] = own_D & (back_D < span)
     ks, vs = list(suffix.k), list(suffix.v)
 
     def attend(i: int, lp: LayerParams, h_BND: Array) -> Array:
-        q_BNKGH, k_BNKH, v_BNKH = _qkv(lp, cfg, h_BND, pos_BN)
+        span = cfg.layer_window(i)
+        prefix_valid_BS, own_D = prefix_masks[span], own_masks[span]
+        q_BNKGH, k_BNKH, v_BNKH = _qkv(lp, cfg, h_BND, pos_BN, local=span is not None)
         ks[i] = ks[i].at[:, :, :, j].set(k_BNKH.astype(ks[i].dtype))
         vs[i] = vs[i].at[:, :, :, j].set(v_BNKH.astype(vs[i].dtype))
         k_win, v_win = cache.k[i][:, :, :window], cache.v[i][:, :, :window]
@@ -370,7 +454,7 @@ def forward_paths(params: Params, cfg: ModelConfig, tokens_BN: Array, cache: KVC
                      + _mm("bkgnd,bnkdh->bnkgh", probs[..., window:], vs[i], w_first=True))
         return _out(lp, out_BNKGH)
 
-    x_BND = _layers(params, cfg, params.embed_VD[tokens_BN].astype(jnp.float32), attend)
+    x_BND = _layers(params, cfg, _embed(params, cfg, tokens_BN), attend)
     return _logits(params, cfg, x_BND), SuffixCache(k=tuple(ks), v=tuple(vs))
 
 

@@ -24,6 +24,16 @@ What must divide what (checked before any weight is read, errors name the dimens
 - batch % dp: need not divide. GSPMD pads the last shard internally (a 3-row batch on dp=2 runs
   as 2 + 1 rows); results are the same as on one device.
 
+Gemma 3 (270M and 1B: 4 query heads sharing ONE KV head; 4B: 8/4, 12B: 16/8, 27B: 32/16): with
+n_kv_heads = 1 the KV head cannot be split, so tp replicates it tp times and gives each device
+4/tp of the query heads: tp = 2 or 4 (tp = 8 would need half a query head per device and is
+refused, naming the sizes; use dp for the other devices, e.g. "2x4"). Each device then holds the
+whole (single-head) KV cache of its copy -- the cache costs tp x its size in total, the same
+per device as unsharded -- and attention needs no communication; the MLP (F = 2048 / 6912)
+splits over tp, and the 262k-row embedding, tied to the LM head, over the vocabulary. The extra
+sandwich norms are replicated like the others. Sliding-window (local) layers need nothing more:
+their window mask is built from the row-local `valid_BS`, which is sharded over dp only.
+
 How the mesh reaches the compiled loop: `Model(..., mesh=...)` replaces the model's config by a
 `ShardedConfig` (a `ModelConfig` that also carries the mesh). The config is already a static jit
 argument of the loop, so the mesh is part of the compiled program's cache key, and `decode._init`
@@ -191,6 +201,8 @@ def param_specs(cfg: ShardedConfig, params: Params) -> Params:
             mlp_norm_D=P(None),
             w_gate_up_D2F=P(None, None, "tp"),
             w_down_FD=P("tp", None),
+            post_attn_norm_D=opt(lp.post_attn_norm_D, P(None)),
+            post_mlp_norm_D=opt(lp.post_mlp_norm_D, P(None)),
         )
         for lp in params.layers
     )

@@ -128,6 +128,12 @@ class Model:
         """The checkpoint directory's name (the catalog name for catalog models); recorded in results."""
         return self.path.name
 
+    @property
+    def has_chat_template(self) -> bool:
+        """False when the tokenizer has no chat template: string prompts then go in raw (after BOS).
+        Tokenizers without the notion (the test stand-ins) count as having one."""
+        return getattr(self.tokenizer, "chat_template", "") is not None
+
     @functools.cached_property
     def weights_sha256(self) -> str | None:
         """sha256 over the checkpoint's `*.safetensors` files (sorted by name; about 1 s per GB), or
@@ -234,10 +240,14 @@ class Model:
                 rows.append(Row(f"<{len(ids)} token ids>", ids if not err else [], bud, error=err))
                 continue
             try:
-                text = self.tokenizer.render(p, raw=raw, system=system, prefill=prefill, **(template_vars or {}))
+                # A checkpoint without a chat template (a pretrained model such as gemma-3-270m) takes
+                # string prompts as raw text, after the BOS its tokenizer adds: there is no template
+                # to fail on, and inventing one would show the model a format it never saw.
+                raw_p = raw or (isinstance(p, str) and not self.has_chat_template)
+                text = self.tokenizer.render(p, raw=raw_p, system=system, prefill=prefill, **(template_vars or {}))
                 if isinstance(p, str) and not p.strip() and not prefill:
                     raise InputError("empty prompt")
-                ids = self.tokenizer.encode(text, add_special_tokens=raw)
+                ids = self.tokenizer.encode(text, add_special_tokens=raw_p)
                 if not ids:
                     raise InputError("prompt tokenizes to nothing")
                 self._check_context(len(ids), max_new)

