@@ -25,6 +25,9 @@ NEAR_TIE = 1e-4
 #: every step branches (entropy < 100 nats and varentropy > 0 for any non-degenerate row)
 ALWAYS_BRANCH = EntropixConfig(low_ent_thresh=0.0, med_ent_thresh=100.0, high_ent_thresh=100.0,
                                low_vent_thresh=0.0, high_vent_thresh=0.0, max_pauses=0)
+#: about half the steps branch (high_vent near the tiny model's median varentropy), the rest sample
+MIXED = EntropixConfig(low_ent_thresh=0.0, med_ent_thresh=10.0, high_ent_thresh=10.0, low_vent_thresh=0.0,
+                       high_vent_thresh=3.1, max_pauses=0)
 
 
 @pytest.fixture(scope="module")
@@ -150,9 +153,7 @@ def test_a_cache_filled_by_other_rows_paths_is_compacted_in_the_loop(m):
     the same tokens as with a cache big enough, every row to max_new_tokens."""
     from entropix_s1.core import decode
 
-    mixed = EntropixConfig(low_ent_thresh=0.0, med_ent_thresh=10.0, high_ent_thresh=10.0, low_vent_thresh=0.0,
-                           high_vent_thresh=3.1, max_pauses=0)
-    plan = m.prepare([[30 + i, 31, 32 + i, 40] for i in range(4)], sampler=EntropixSampler(mixed), max_new_tokens=40,
+    plan = m.prepare([[30 + i, 31, 32 + i, 40] for i in range(4)], sampler=EntropixSampler(MIXED), max_new_tokens=40,
                      ignore_eos=True, seed=1)
     def with_room(room: int):  # a spec whose cache holds `room` slots after the prompt
         return dataclasses.replace(plan.spec, cache_len=plan.spec.prompt_len + room, windows=(plan.spec.prompt_len + room,))
@@ -182,3 +183,17 @@ def test_only_the_chosen_rows_roll_out_and_get_the_paths_of_a_full_roll_out(para
     np.testing.assert_allclose(np.asarray(some.logits_BNDV)[chosen], np.asarray(every.logits_BNDV)[chosen], atol=2e-5)
     np.testing.assert_allclose(np.asarray(some.suffix.k[1])[chosen], np.asarray(every.suffix.k[1])[chosen], atol=2e-5)
     assert not np.asarray(some.tokens_BND)[~chosen].any() and not np.asarray(some.logits_BNDV)[~chosen].any()
+
+
+def test_committed_paths_do_not_depend_on_the_schedule_or_batch_mates(m):
+    """Branch paths, sampled steps and budgets under continuous batching in 2 slots (refills,
+    compaction) give each prompt the tokens of its solo run."""
+    rng = np.random.default_rng(7)
+    prompts = [rng.integers(6, CFG.vocab_size, size=int(rng.integers(3, 30))).tolist() for _ in range(6)]
+    d = dict(think_end=("A",), wait_text="W", answer_prefix="F")
+    budgets = [None, Budget(**d, max_thinking_tokens=7), Budget(**d, num_waits=1, max_thinking_tokens=20)] * 2
+    kw = dict(sampler=EntropixSampler(MIXED), max_new_tokens=28, seed=2)
+    alone = [m.generate([p], budget=b, prompt_ids=[i], **kw)[0] for i, (p, b) in enumerate(zip(prompts, budgets))]
+    together = m.generate(prompts, budget=budgets, batch_size=2, **kw)
+    assert [r.token_ids for r in together] == [r.token_ids for r in alone]
+    assert sum(s.regime == "branch_path" for r in together for s in r.trace) > 20
