@@ -17,7 +17,7 @@ from entropix_s1.core.controllers.alphaone import _SALT
 from entropix_s1.errors import ConfigError
 
 VOCAB = ["<pad>", "<eos>", "Q", "a", "b", "c", "</think>", "Wait", "\nFinal Answer:", "X", "Y", "<think>", "\n\n", ".",
-         "Okay.", "Hmm"]
+         "Okay.", "Hmm", "\n"]
 # plain thinking: <think> a b \n\n Wait a b \n\n Wait ...; without reflection: ... \n\n c . a b \n\n c . a ...
 SCRIPT = {"Q": {"a": 5}, "<think>": {"a": 5}, "a": {"b": 5}, "b": {"\n\n": 5}, "\n\n": {"Wait": 5, "c": 4.5},
           "Wait": {"a": 5}, "Hmm": {"a": 5}, "c": {".": 5}, ".": {"a": 5, "</think>": 3}, "</think>": {"X": 5},
@@ -120,6 +120,17 @@ def test_alphaone_waits_after_breaks_with_its_scheduled_probability_then_ends_at
     assert r.thinking_tokens == end - 1 and r.waits_inserted == f.count("wait:alpha")
 
 
+def test_alphaone_line_breaks_for_models_that_write_one_step_per_line():
+    line_model = scripted_model(VOCAB, {**SCRIPT, "b": {"\n": 5}, "\n": {"Wait": 5, "c": 4.5}})
+    kw = dict(alpha=1.0, alpha_base_tokens=16, alpha_wait_prob=1.0)
+    by_breaks = {breaks: line_model.generate(["Q"], raw=True, max_new_tokens=MAX_NEW, budget=budget(**kw, alpha_breaks=breaks))[0]
+                 for breaks in ("paragraph", "line")}
+    assert "wait:alpha" not in forced(by_breaks["paragraph"])  # no "\n\n" in this model's thought
+    w, f = words(line_model, by_breaks["line"]), forced(by_breaks["line"])
+    waits = [j for j, x in enumerate(f) if x == "wait:alpha"]
+    assert waits and all(w[j - 1] == "\n" for j in waits)
+
+
 def test_deer_ends_at_the_first_confident_reflection_point(m, batch):
     r = batch["deer"]
     assert words(m, r) == ["<think>", "a", "b", "\n\n", "</think>", "\nFinal Answer:", "X", "<eos>"]
@@ -204,7 +215,8 @@ def test_probes_appear_in_the_json_only_for_probing_rows(batch):
     (dict(deer_threshold=0.0), "deer_threshold"), (dict(deer_threshold=1.01), "deer_threshold"),
     (dict(eat_threshold=0.0), "eat_threshold"), (dict(eat_threshold=2.0), "eat_threshold"),
     (dict(eat_threshold=0.1, eat_ema=0.0), "eat_ema"), (dict(probe_every=0), "probe_every"),
-    (dict(dynasor_streak=0), "dynasor_streak"), (dict(probe_tokens=0), "probe_tokens")])
+    (dict(dynasor_streak=0), "dynasor_streak"), (dict(probe_tokens=0), "probe_tokens"),
+    (dict(alpha=1.0, alpha_base_tokens=8, alpha_breaks="page"), "alpha_breaks")])
 def test_bad_parameters_name_their_budget_field(kw, field):
     with pytest.raises(ConfigError, match=f"Budget.{field}"):
         Budget(**kw)

@@ -50,7 +50,9 @@ def test_reflection_set_holds_exactly_the_single_token_spellings(tokenizers, nam
 @pytest.mark.parametrize("name", ["smollm2", "qwen2", "qwen3"])
 def test_break_and_sentence_sets(tokenizers, name):
     tok = tokenizers[name]
-    breaks, sentence = token_sets.break_ids(tok), token_sets.sentence_ids(tok)
+    breaks, sentence, lines = token_sets.break_ids(tok), token_sets.sentence_ids(tok), token_sets.line_ids(tok)
+    assert tok.encode("\n", add_special_tokens=False)[0] in lines
+    assert all(tok.decode([i]).endswith("\n") and not tok.decode([i]).endswith("\n\n") for i in lines)
     assert tok.encode("\n\n", add_special_tokens=False)[0] in breaks
     assert all(tok.decode([i]).endswith("\n\n") for i in breaks)
     assert tok.encode(".", add_special_tokens=False)[0] in sentence

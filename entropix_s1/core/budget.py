@@ -68,6 +68,9 @@ class Budget:
     alpha: float | None = None
     alpha_base_tokens: int | None = None
     alpha_wait_prob: float = 0.5
+    #: which structural breaks: "paragraph" ("\n\n", the paper's) or "line" (any line end too,
+    #: for models that write one step per line, as the thinking SmolLM2 does)
+    alpha_breaks: str = "paragraph"
     #: NoWait: reflection tokens ("Wait", "Hmm", "Alternatively" in their spellings) are suppressed
     no_reflection: bool = False
     #: NoThinking: the thought is forced finished at once: `nothinking_text` + think_end[0]
@@ -97,6 +100,7 @@ class Budget:
             object.__setattr__(self, "think_end", (self.think_end,))
         if not self.think_end or any(not d for d in self.think_end):
             raise ConfigError("Budget.think_end needs at least one non-empty delimiter string")
+        # the probe's own knobs (core/probe.py), shared by the probing controllers
         if self.probe_every < 1:
             raise ConfigError(f"Budget.probe_every must be >= 1, got {self.probe_every}")
         if self.probe_tokens < 1:

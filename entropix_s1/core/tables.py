@@ -47,7 +47,8 @@ class TokenTables:
     stop_ML / stop_len_M: stop sequences, same layout. eos_E: end-of-sequence ids (-1 padded).
     reflect_R: reflection tokens ("Wait", " Hmm", ... as the tokenizer spells them; NoWait,
         AlphaOne, DEER); break_R: structural breaks ("\n\n", ".\n\n"; AlphaOne); sentence_R:
-        sentence ends (".", ".\n"; the graceful cap). Token id sets, -1 padded.
+        sentence ends (".", ".\n"; the graceful cap); line_R: line ends ("\n", ".\n"; AlphaOne's
+        "line" breaks). Token id sets, -1 padded.
     """
 
     forced_RL: jax.Array
@@ -60,16 +61,18 @@ class TokenTables:
     reflect_R: jax.Array
     break_R: jax.Array
     sentence_R: jax.Array
+    line_R: jax.Array
 
     @staticmethod
     def build(forced: list[list[int]], delims: list[list[int]], stops: list[list[int]], eos: list[int],
-              reflect: list[int] = (), breaks: list[int] = (), sentence: list[int] = ()) -> "TokenTables":
+              reflect: list[int] = (), breaks: list[int] = (), sentence: list[int] = (),
+              lines: list[int] = ()) -> "TokenTables":
         """Tables padded to power-of-two sizes (>= 8 tokens, >= 4 sequences, >= 8 eos ids, >= 16
         set ids), so a different wait string, delimiter or eos set reuses the compiled loop."""
         f, fl = _table(forced, len(forced), align_right=False)
         d, dl = _table(delims, bucket(len(delims), 4), align_right=True)
         s, sl = _table(stops, bucket(len(stops), 4), align_right=True)
-        sets = [_ids(eos, 8), _ids(reflect, 16), _ids(breaks, 16), _ids(sentence, 16)]
+        sets = [_ids(eos, 8), _ids(reflect, 16), _ids(breaks, 16), _ids(sentence, 16), _ids(lines, 16)]
         return TokenTables(*(jnp.asarray(x) for x in (f, fl, d, dl, s, sl, *sets)))
 
 

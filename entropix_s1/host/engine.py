@@ -232,7 +232,8 @@ class Model:
         eos = [] if ignore_eos else sorted(set(self.tokenizer.eos_ids) | set(self.config.eos_token_ids))
         stops = [self._encode(s) for s in stop if s]
         return TokenTables.build(forced, delims if budget else [], stops, eos, reflect=self._token_sets["reflect"],
-                                 breaks=self._token_sets["break"], sentence=self._token_sets["sentence"])
+                                 breaks=self._token_sets["break"], sentence=self._token_sets["sentence"],
+                                 lines=self._token_sets["line"])
 
     @functools.cached_property
     def _token_sets(self) -> dict[str, list[int]]:
@@ -240,7 +241,7 @@ class Model:
         from entropix_s1.host import token_sets
 
         return dict(reflect=token_sets.reflection_ids(self.tokenizer), sentence=token_sets.sentence_ids(self.tokenizer),
-                    **{"break": token_sets.break_ids(self.tokenizer)})
+                    line=token_sets.line_ids(self.tokenizer), **{"break": token_sets.break_ids(self.tokenizer)})
 
     def _rows(self, prompts, budgets, raw, prefill, system, template_vars, max_new) -> list[Row]:
         rows = []
@@ -366,11 +367,12 @@ class Model:
             raise InputError(f"got {len(prompt_ids)} prompt_ids for {len(plist)} prompts")
         if batch_size is not None and batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
-        shared = {(b.think_start, b.think_end, b.wait_text, b.answer_prefix, b.cap_with_delimiter)
+        shared = {(b.think_start, b.think_end, b.wait_text, b.answer_prefix, b.cap_with_delimiter, b.nothinking_text)
                   for b in budgets if b is not None}
         if len(shared) > 1:
             raise ConfigError("per-row budgets may differ in numbers only: think_start, think_end, wait_text, "
-                              "answer_prefix and cap_with_delimiter must be the same for every row of a batch")
+                              "answer_prefix, cap_with_delimiter and nothinking_text must be the same for every row "
+                              "of a batch")
         smp = resolve_sampler(sampler)
         rows = self._rows(plist, budgets, raw, prefill, system, template_vars, max_new_tokens)
         bad = [(i, r.error) for i, r in enumerate(rows) if r.error]

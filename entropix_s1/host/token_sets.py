@@ -16,6 +16,8 @@ from typing import Any
 REFLECTION_WORDS = ("Wait", "Hmm", "Alternatively")
 #: Structural breaks after which AlphaOne may insert "Wait" (a paragraph end, after punctuation too).
 BREAK_TEXTS = ("\n\n", ".\n\n", ",\n\n", ":\n\n", ")\n\n", " \n\n", "?\n\n", "!\n\n")
+#: Line ends: AlphaOne's breaks for models that write one step per line (Budget.alpha_breaks="line").
+LINE_TEXTS = ("\n", ".\n", ",\n", ":\n", ")\n", " \n", "?\n", "!\n")
 #: Sentence ends at which the graceful cap may end thinking.
 SENTENCE_TEXTS = (".", "!", "?", ".\n", ".\n\n", "?\n", "!\n", "\n", "\n\n", ".)", ".\"")
 
@@ -45,8 +47,13 @@ def break_ids(tokenizer: Any) -> list[int]:
     return _single_tokens(tokenizer, BREAK_TEXTS)
 
 
+def line_ids(tokenizer: Any) -> list[int]:
+    return _single_tokens(tokenizer, LINE_TEXTS)
+
+
 def sentence_ids(tokenizer: Any) -> list[int]:
     return _single_tokens(tokenizer, SENTENCE_TEXTS)
 
 
-__all__ = ["BREAK_TEXTS", "REFLECTION_WORDS", "SENTENCE_TEXTS", "break_ids", "reflection_ids", "sentence_ids"]
+__all__ = ["BREAK_TEXTS", "LINE_TEXTS", "REFLECTION_WORDS", "SENTENCE_TEXTS", "break_ids", "line_ids", "reflection_ids",
+           "sentence_ids"]

@@ -23,7 +23,7 @@ e.g. `entropix+deer:threshold=0.9,max=512`):
 
 | spec | method | its keys (defaults) |
 |---|---|---|
-| `alphaone` | AlphaOne | `alpha` (1.4), `base` (alpha_base_tokens, 256), `p` (alpha_wait_prob, 0.5) |
+| `alphaone` | AlphaOne | `alpha` (1.4), `base` (alpha_base_tokens, 256), `p` (alpha_wait_prob, 0.5), `breaks` (paragraph\|line) |
 | `nowait` | NoWait | none |
 | `nothinking` | NoThinking | none |
 | `deer` | DEER | `threshold` (deer_threshold, 0.95), `probe` (probe_tokens, 8) |
@@ -109,7 +109,7 @@ SAMPLER_FAMILIES = ("greedy", "sample", "entropix")
 #: The test-time methods (docs/methods.md): spec key -> Budget field (None: computed), defaults,
 #: and the Budget flags each sets.
 METHOD_KEYS: dict[str, dict[str, str | None]] = {
-    "alphaone": {"alpha": "alpha", "base": "alpha_base_tokens", "p": "alpha_wait_prob"},
+    "alphaone": {"alpha": "alpha", "base": "alpha_base_tokens", "p": "alpha_wait_prob", "breaks": "alpha_breaks"},
     "nowait": {},
     "nothinking": {},
     "deer": {"threshold": "deer_threshold", "probe": "probe_tokens"},
@@ -118,7 +118,7 @@ METHOD_KEYS: dict[str, dict[str, str | None]] = {
     "graceful": {"soft": "soft_max_thinking_tokens", "grace": None, "conf": "confident_entropy"},
 }
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "alphaone": {"alpha": 1.4, "base": 256, "p": 0.5},
+    "alphaone": {"alpha": 1.4, "base": 256, "p": 0.5, "breaks": "paragraph"},
     "nowait": {},
     "nothinking": {},
     "deer": {"threshold": 0.95, "probe": 8},
@@ -149,14 +149,14 @@ _COMMON_KEYS = ("max_new",)
 _ALIASES = {"temperature": "t", "temp": "t", "max_new_tokens": "max_new"}
 #: canonical key order in names
 _KEY_ORDER = ("t", "top_k", "top_p", "min_p", "calibrated", "pause", "max", "min", "waits", "wait", "answer",
-              "unc", "soft", "grace", "conf", "alpha", "base", "p", "threshold", "every", "ema", "streak", "probe",
+              "unc", "soft", "grace", "conf", "alpha", "base", "p", "breaks", "threshold", "every", "ema", "streak", "probe",
               "max_new")
 #: keys that set how much a method may think: dropped from the family
 _SCALE_KEYS = frozenset({"max", "min", "waits", "answer", "max_new", "soft", "grace"})
 _INT_KEYS = frozenset({"top_k", "max", "min", "waits", "answer", "max_new", "soft", "grace", "base", "every", "streak",
                        "probe"})
 _FLOAT_KEYS = frozenset({"t", "top_p", "min_p", "unc", "conf", "alpha", "p", "threshold", "ema"})
-_TEXT_KEYS = frozenset({"pause", "wait"})
+_TEXT_KEYS = frozenset({"pause", "wait", "breaks"})
 _FORBIDDEN_VALUE_CHARS = set(",;{}")
 
 

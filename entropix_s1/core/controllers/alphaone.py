@@ -2,7 +2,8 @@
 
 The alpha moment of a row is T_a = alpha * N, N its thinking budget (`alpha_base_tokens`, else
 `max_thinking_tokens`). Before it, at each structural break (the last token is one of
-`TokenTables.break_R`: "\\n\\n", ".\\n\\n", ...), the wait text is inserted with the linearly
+`TokenTables.break_R`: "\\n\\n", ".\\n\\n", ...; with `alpha_breaks="line"` any line end,
+`line_R`), the wait text is inserted with the linearly
 annealed probability p(t) = p0 * (1 - t / T_a), t the row's thinking tokens, drawn from the row's
 own key (fold_in of the step key and the output index: reproducible per seed and prompt).
 From T_a on, every proposed reflection token (`reflect_R`) is replaced by the end-of-thinking
@@ -32,6 +33,7 @@ _SALT = 0xA1  # keeps AlphaOne's draw apart from the sampler's, which uses the s
 class AlphaKnobs:
     moment_B: Any  # T_a in thinking tokens (codes.NO_LIMIT: the row is not an AlphaOne row)
     wait_prob_B: Any  # p0
+    lines_B: Any  # line ends count as breaks too
 
 
 def _moment(b) -> int | None:
@@ -44,7 +46,8 @@ def _moment(b) -> int | None:
 def _pack(budgets: Sequence[Any]) -> AlphaKnobs:
     return AlphaKnobs(moment_B=column(budgets, _moment, codes.NO_LIMIT),
                       wait_prob_B=column(budgets, lambda b: b.alpha_wait_prob if b.alpha is not None else 0.0, 0.0,
-                                         jnp.float32))
+                                         jnp.float32),
+                      lines_B=column(budgets, lambda b: b.alpha_breaks == "line", False, bool))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +67,8 @@ class AlphaOneEnd(Controller):
             raise ConfigError("Budget.alpha needs a thinking budget: set alpha_base_tokens or max_thinking_tokens")
         if budget.alpha_base_tokens is not None and budget.alpha_base_tokens < 1:
             raise ConfigError(f"Budget.alpha_base_tokens must be >= 1, got {budget.alpha_base_tokens}")
+        if budget.alpha_breaks not in ("paragraph", "line"):
+            raise ConfigError(f"Budget.alpha_breaks must be 'paragraph' or 'line', got {budget.alpha_breaks!r}")
         if not 0.0 <= budget.alpha_wait_prob <= 1.0:
             raise ConfigError(f"Budget.alpha_wait_prob must be in [0, 1], got {budget.alpha_wait_prob}")
 
@@ -86,7 +91,8 @@ class AlphaOneWait(Controller):
 
     def force(self, view: RowView, knobs: AlphaKnobs, state: Any, regime_B):
         last_B = jnp.take_along_axis(view.out_BN, jnp.maximum(view.n_out_B - 1, 0)[:, None], axis=1)[:, 0]
-        at_break_B = (view.n_out_B > 0) & in_set(last_B, view.tables.break_R)
+        at_break_B = (view.n_out_B > 0) & (in_set(last_B, view.tables.break_R) |
+                                           (knobs.lines_B & in_set(last_B, view.tables.line_R)))
         before_B = view.think_B < knobs.moment_B
         p_B = knobs.wait_prob_B * (1.0 - view.think_B.astype(jnp.float32) / jnp.maximum(knobs.moment_B, 1))
         u_B = jax.vmap(lambda k, n: jax.random.uniform(jax.random.fold_in(jax.random.fold_in(k, _SALT), n)))(
