@@ -170,9 +170,10 @@ def run(a: argparse.Namespace) -> int:
         print(json.dumps(result.to_json(), ensure_ascii=False))
     elif not a.stream:
         print(result.text)
+        probes = getattr(result, "probes", ())  # results of stand-in models may not carry it
         print(f"[thinking={result.thinking_tokens} answer={result.answer_tokens} waits={result.waits_inserted} "
-              f"pauses={result.pauses_inserted} probes={len(result.probes)} stop={result.stop_reason}]", file=sys.stderr)
-        for p in result.probes:
+              f"pauses={result.pauses_inserted} probes={len(probes)} stop={result.stop_reason}]", file=sys.stderr)
+        for p in probes:
             print(f"[probe at token {p.step}: {p.text!r} -> {p.answer!r} confidence={p.confidence:.3f} "
                   f"entropy={p.entropy:.3f}]", file=sys.stderr)
     return 0
