@@ -255,3 +255,18 @@ def test_methods_run_through_the_spec_grammar_on_the_scripted_model(m):
                        sampler=method.sampler)[0]
         assert r.thinking_tokens <= 20, spec
     assert with_format(parse_method("nothinking").budget, fmt).no_thinking
+
+
+def test_the_trace_file_records_each_probe_on_the_token_it_came_before(m, batch, tmp_path):
+    import json
+
+    from entropix_s1.viz.trace import read_trace, write_trace
+
+    r = batch["dynasor"]
+    path = write_trace([r, batch["plain"]], tmp_path / "t.jsonl")
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    rows = {line["row"] for line in lines}
+    probed = [(line["row"], line["step"], line["probe"]) for line in lines if "probe" in line]
+    assert [(s, p["answer"]) for _, s, p in probed] == [(p.step, p.answer) for p in r.probes]
+    assert {row for row, _, _ in probed} == {r.trace[0].row} and len(rows) == 2
+    assert len(read_trace(path)) == len(r.trace) + len(batch["plain"].trace)  # readers skip the probe key
