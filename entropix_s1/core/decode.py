@@ -49,7 +49,7 @@ from entropix_s1.core.tables import TokenTables, bucket, match_tail
 Array = jax.Array
 
 __all__ = ["DecodeState", "LoopInputs", "LoopSpec", "bucket", "fresh_rows", "generate_arrays", "init_state",
-           "run_chunk", "stage_windows"]
+           "pin_inputs", "run_chunk", "stage_windows"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -373,13 +373,21 @@ def fresh_rows(spec: LoopSpec, inputs: LoopInputs, cache: KVCache, logits_BV: Ar
     )
 
 
+def pin_inputs(spec: LoopSpec, inputs: LoopInputs) -> LoopInputs:
+    """The small per-call inputs (prompt ids, knobs, tables, key) pinned replicated at the top of a
+    jitted program (see `sharding.replicate`): left free, XLA may split a batch that the dp axis does
+    not divide (6 rows over 8 devices: 2 ways) and JAX then cannot express that sharding."""
+    return inputs.replace(prompt_id_B=replicate(spec.cfg, inputs.prompt_id_B), knobs=replicate(spec.cfg, inputs.knobs),
+                          tables=replicate(spec.cfg, inputs.tables), key=replicate(spec.cfg, inputs.key))
+
+
 def _init(spec: LoopSpec, params: Params, inputs: LoopInputs) -> DecodeState:
     """Prefill the left-padded prompts and build the loop's starting state (row i holds prompt i)."""
     from entropix_s1.core.sharding import constrain  # batch over "dp", KV heads over "tp"; no-op without a mesh
 
     cache = KVCache.init(spec.cfg, spec.batch, spec.cache_len, params.dtype)
+    inputs = pin_inputs(spec, inputs)
     tokens_BP, valid_BP, cache = constrain(spec.cfg, (inputs.tokens_BP, inputs.valid_BP, cache))
-    inputs = inputs.replace(prompt_id_B=replicate(spec.cfg, inputs.prompt_id_B))  # see sharding.replicate
     logits, cache, attn = forward(params, spec.cfg, tokens_BP, cache, window=spec.prompt_len,
                                   token_valid_BT=valid_BP, metric_layers=spec.metric_layers, last_only=True)
     return constrain(spec.cfg, fresh_rows(spec, inputs, cache, logits, attn, jnp.zeros((), jnp.int32)))
@@ -421,6 +429,8 @@ def _run(spec: LoopSpec, params: Params, inputs: LoopInputs, st: DecodeState, st
     path: the other rows' slots there stay empty) can fill the cache before its rows are done:
     then the cache is compacted (`KVCache.compact`, which changes no token) and the stages run
     again, as long as that frees room."""
+    inputs = pin_inputs(spec, inputs)
+
     def running(s):
         return (jnp.sum(~s.done_B) >= min_active) & jnp.any(~s.done_B) & (s.step < step_limit)
 

@@ -320,7 +320,7 @@ def constrain(cfg: ModelConfig, tree: Any) -> Any:
 
 def replicate(cfg: ModelConfig, tree: Any) -> Any:
     """Inside jit: pin `tree` replicated (a no-op without a mesh). For a small per-row input that
-    the loop passes straight into its batch-sharded state (the prompt ids): without it XLA's
+    the loop passes straight into its batch-sharded state (the prompt ids, the token tables): without it XLA's
     sharding propagation reaches back into the jitted function's parameters, and recovering those
     parameter shardings fails for a batch that does not divide the dp axis."""
     if not isinstance(cfg, ShardedConfig) or cfg.mesh is None:

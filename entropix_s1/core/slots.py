@@ -24,7 +24,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from entropix_s1.core.decode import DecodeState, LoopInputs, LoopSpec, fresh_rows
+from entropix_s1.core.decode import DecodeState, LoopInputs, LoopSpec, fresh_rows, pin_inputs
 from entropix_s1.core.metrics import AttentionMetrics
 from entropix_s1.core.model import KVCache, Params, forward
 
@@ -82,6 +82,7 @@ def refill(spec: LoopSpec, params: Params, inputs: LoopInputs, st: DecodeState, 
     other row goes on from where it is. `block` (static, >= the refilled prompts' length, <=
     spec.prompt_len) is the size of the slot block the new prompts are prefilled into; `compact`
     (static) first moves every row's slots together (else the block goes after the shared length)."""
+    inputs = pin_inputs(spec, inputs)
     drop_B = refill_B | st.done_B
     if compact:
         cache = st.cache.compact(drop_B)
