@@ -39,6 +39,26 @@ class TraceStep:
 
 
 @dataclasses.dataclass(frozen=True)
+class ProbeRecord:
+    """One in-loop probe of a row (DEER, EAT, Dynasor; docs/methods.md): before generated token
+    `step`, the forced `text` (delimiter + answer prefix) and the greedy `answer` after it, with
+    its confidence (mean max-probability of the answer tokens) and the entropy (nats) of the
+    first answer token's distribution. Never part of the row's tokens."""
+
+    step: int
+    text: str
+    answer: str
+    answer_ids: tuple[int, ...]
+    confidence: float
+    entropy: float
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["answer_ids"] = list(self.answer_ids)
+        return d
+
+
+@dataclasses.dataclass(frozen=True)
 class GenerationResult:
     """Everything one prompt row produced.
 
@@ -60,10 +80,18 @@ class GenerationResult:
     stop_reason: str
     trace: tuple[TraceStep, ...] = ()
     error: str | None = None
+    #: the row's in-loop probes, in order (empty for methods that do not probe)
+    probes: tuple[ProbeRecord, ...] = ()
 
     def to_json(self, with_trace: bool = False) -> dict[str, Any]:
+        """The fields as JSON; `probes` appears only when the row probed (older readers see the
+        same keys as before for every other method)."""
         d = dataclasses.asdict(self)
         d["token_ids"] = list(self.token_ids)
+        if self.probes:
+            d["probes"] = [p.to_json() for p in self.probes]
+        else:
+            d.pop("probes")
         if with_trace:
             d["trace"] = [t.to_json() for t in self.trace]
         else:

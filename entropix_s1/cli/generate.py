@@ -18,6 +18,8 @@ decoding method, two ways (not both):
                       entropix-s1 generate --prompt "What is 2+3?" --method 'adaptive-budget:max=64,waits=2'
                       --method 'budget:max=128,waits=1'   --method 'entropix+budget:max=64'
                       --method 'sample:t=0.7,top_p=0.9'   --method 'entropix:calibrated=cal.json'
+                      the test-time methods of docs/methods.md: --method deer, 'dynasor:max=512',
+                      alphaone, nowait, nothinking, eat, graceful (probes are shown, and in --json)
                     the budget takes the model's thinking delimiters (as compare does)
   flags             --sampler greedy|sample|entropix (--temperature/--top-k/--top-p/--min-p with
                     sample, --entropix-config with entropix) and the budget flags
@@ -168,6 +170,10 @@ def run(a: argparse.Namespace) -> int:
         print(json.dumps(result.to_json(), ensure_ascii=False))
     elif not a.stream:
         print(result.text)
+        probes = getattr(result, "probes", ())  # results of stand-in models may not carry it
         print(f"[thinking={result.thinking_tokens} answer={result.answer_tokens} waits={result.waits_inserted} "
-              f"pauses={result.pauses_inserted} stop={result.stop_reason}]", file=sys.stderr)
+              f"pauses={result.pauses_inserted} probes={len(probes)} stop={result.stop_reason}]", file=sys.stderr)
+        for p in probes:
+            print(f"[probe at token {p.step}: {p.text!r} -> {p.answer!r} confidence={p.confidence:.3f} "
+                  f"entropy={p.entropy:.3f}]", file=sys.stderr)
     return 0

@@ -61,11 +61,49 @@ class Budget:
     #: `max_thinking_tokens` still holds.
     soft_max_thinking_tokens: int | None = None
     confident_entropy: float = 0.5
+    # -- the test-time methods of docs/methods.md (each off by default) --
+    #: AlphaOne: the alpha moment is alpha * alpha_base_tokens (else * max_thinking_tokens);
+    #: before it "Wait" follows a structural break with p0 (1 - t / moment), p0 = alpha_wait_prob;
+    #: after it a proposed reflection token becomes the delimiter.
+    alpha: float | None = None
+    alpha_base_tokens: int | None = None
+    alpha_wait_prob: float = 0.5
+    #: which structural breaks: "paragraph" ("\n\n", the paper's) or "line" (any line end too,
+    #: for models that write one step per line, as the thinking SmolLM2 does)
+    alpha_breaks: str = "paragraph"
+    #: NoWait: reflection tokens ("Wait", "Hmm", "Alternatively" in their spellings) are suppressed
+    no_reflection: bool = False
+    #: NoThinking: the thought is forced finished at once: `nothinking_text` + think_end[0]
+    no_thinking: bool = False
+    nothinking_text: str = "Okay, I think I have finished thinking."
+    #: DEER: at a proposed reflection token, probe; end thinking when confidence >= this
+    deer_threshold: float | None = None
+    #: EAT: every `probe_every` thinking tokens probe the entropy after the delimiter; end when
+    #: the EMA variance (rate `eat_ema`) is below this, after `eat_min_probes` probes
+    eat_threshold: float | None = None
+    eat_ema: float = 0.2
+    eat_min_probes: int = 4
+    #: Dynasor-CoT: every `probe_every` thinking tokens probe; end after this many identical answers
+    dynasor_streak: int | None = None
+    #: periodic probes (EAT, Dynasor): every this many thinking tokens
+    probe_every: int = 32
+    #: greedy answer tokens a probe reads after the delimiter + answer prefix
+    probe_tokens: int = 8
+
+    @property
+    def probing(self) -> bool:
+        """A method of this budget probes (DEER, EAT, Dynasor): the loop compiles the probe."""
+        return self.deer_threshold is not None or self.eat_threshold is not None or self.dynasor_streak is not None
 
     def __post_init__(self) -> None:
         if isinstance(self.think_end, str):
             object.__setattr__(self, "think_end", (self.think_end,))
         if not self.think_end or any(not d for d in self.think_end):
             raise ConfigError("Budget.think_end needs at least one non-empty delimiter string")
+        # the probe's own knobs (core/probe.py), shared by the probing controllers
+        if self.probe_every < 1:
+            raise ConfigError(f"Budget.probe_every must be >= 1, got {self.probe_every}")
+        if self.probe_tokens < 1:
+            raise ConfigError(f"Budget.probe_tokens must be >= 1, got {self.probe_tokens}")
         for controller in BUDGET_CONTROLLERS:
             controller.validate(self)

@@ -24,18 +24,24 @@ STOP_NAMES: tuple[str, ...] = ("context", "eos", "stop_string", "max_new_tokens"
 # -- forced sequences: rows of `TokenTables.forced_RL`, emitted token by token --
 #: The cap tail and the wait text appear twice: the adaptive mode's copies carry their own reason.
 SEQ_PREFILL, SEQ_CAP, SEQ_WAIT, SEQ_PAUSE, SEQ_CAP_CONFIDENT, SEQ_WAIT_UNCERTAIN = range(6)
-N_SEQ = 6
+#: the methods of issue 18: AlphaOne's inserted wait and its end (the delimiter alone), the
+#: NoThinking finished thought (+ the delimiter), and the cap tail of a probe's early exit
+SEQ_WAIT_ALPHA, SEQ_END_ALPHA, SEQ_NOTHINKING, SEQ_END_PROBE = range(6, 10)
+N_SEQ = 10
 NO_SEQ = -1
 #: A running sequence a higher-priority controller may cut short (a wait or a pause; never the
 #: cap tail or the prefill, which decide the phase).
-SEQ_INTERRUPTIBLE = np.array([False, False, True, True, False, True])
+SEQ_INTERRUPTIBLE = np.array([False, False, True, True, False, True, True, False, False, False])
 
 # -- forced reasons, stored per generated token (0: sampled) --
 NOT_FORCED, FORCED_PREFILL, FORCED_CAP, FORCED_WAIT, FORCED_PAUSE, FORCED_END_CONFIDENT, FORCED_WAIT_UNCERTAIN = range(7)
-FORCED_NAMES: tuple[str | None, ...] = (None, "prefill", "cap", "wait", "pause", "end:confident", "wait:uncertain")
+FORCED_WAIT_ALPHA, FORCED_END_ALPHA, FORCED_NOTHINKING, FORCED_END_PROBE = range(7, 11)
+FORCED_NAMES: tuple[str | None, ...] = (None, "prefill", "cap", "wait", "pause", "end:confident", "wait:uncertain",
+                                        "wait:alpha", "end:alpha", "nothinking", "end:probe")
 #: reason of each forced sequence's tokens
 SEQ_REASON = np.array([FORCED_PREFILL, FORCED_CAP, FORCED_WAIT, FORCED_PAUSE, FORCED_END_CONFIDENT,
-                       FORCED_WAIT_UNCERTAIN], np.int32)
+                       FORCED_WAIT_UNCERTAIN, FORCED_WAIT_ALPHA, FORCED_END_ALPHA, FORCED_NOTHINKING,
+                       FORCED_END_PROBE], np.int32)
 
 # -- phases --
 THINKING, ANSWER = 0, 1

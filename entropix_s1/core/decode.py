@@ -5,9 +5,11 @@
 later stages read more slots; early tokens never pay for the whole preallocated cache). Every
 step, for every row independently (`_step`):
 
-1. propose: controllers may suppress tokens (s1's no-string ablation); the sampler proposes a
-   token and its regime from the logits, their metrics and the attention metrics (entropix may
-   roll branch candidates forward through `Lookahead`, and propose the winner's whole path);
+1. propose: controllers may suppress tokens (s1's no-string ablation, NoWait); the sampler
+   proposes a token and its regime from the logits, their metrics and the attention metrics
+   (entropix may roll branch candidates forward through `Lookahead`, and propose the winner's
+   whole path); controllers may then ask for a probe of the row (`_probe`: a disposable trial
+   answer over the row's cache, `core/probe.py`) and read it;
 2. force: controllers claim forced sequences in priority order (the s1 cap, the graceful cap, the
    entropix pause, the prefill); a running sequence emits its next token instead of the proposal;
 3. append the token; a sampled end-of-thinking delimiter goes to the controllers: extend (the
@@ -39,6 +41,7 @@ from entropix_s1.core.controllers import Controller, Extension, RowView
 from entropix_s1.core.lookahead import Lookahead, Path
 from entropix_s1.core.metrics import AttentionMetrics, LogitMetrics, logit_metrics
 from entropix_s1.core.model import KVCache, Params, forward
+from entropix_s1.core.probe import Probe, ProbeLog, run_probe
 from entropix_s1.core.sampling import Sampler, SamplerInput
 from entropix_s1.core.sharding import replicate
 from entropix_s1.core.tables import TokenTables, bucket, match_tail
@@ -62,6 +65,13 @@ class LoopSpec:
     cache_len: int
     windows: tuple[int, ...]
     metric_layers: tuple[int, ...]
+    #: (forced tokens, answer tokens) of a probe; (0, 0): no row probes, the probe is not compiled
+    probe: tuple[int, int] = (0, 0)
+
+    @property
+    def probe_slots(self) -> int:
+        """Probes per row kept for the trace (all are counted)."""
+        return 64 if self.probe[1] else 0
 
     @property
     def margin(self) -> int:
@@ -108,6 +118,7 @@ class DecodeState:
     t_B: Array  # the row's own step (its randomness is keyed by (seed, prompt, t), never by slot)
     pid_B: Array  # index of the prompt the slot holds
     ctl: tuple[Any, ...]  # each controller's own carry, in spec order
+    probes: ProbeLog  # the probes each row ran (empty arrays when the spec has no probe)
 
 
 def stage_windows(prompt_len: int, cache_len: int, first: int = 128) -> tuple[int, ...]:
@@ -140,10 +151,32 @@ def _write(buf: Array, idx_B: Array, val: Array, mask_B: Array) -> Array:
     return buf.at[rows, idx_B].set(jnp.where(mask, val, cur).astype(buf.dtype))
 
 
-def _view(st: DecodeState, tables: TokenTables, metrics: LogitMetrics) -> RowView:
+def _view(st: DecodeState, inputs: LoopInputs, metrics: LogitMetrics) -> RowView:
     return RowView(t_B=st.t_B, active_B=~st.done_B, phase_B=st.phase_B, think_B=st.think_B, answer_B=st.answer_B,
                    n_out_B=st.n_out_B, waits_B=st.waits_B, pauses_B=st.pauses_B, q_seq_B=st.q_seq_B, out_BN=st.out_BN,
-                   stats_BNS=st.stats_BNS, metrics=metrics, tables=tables)
+                   stats_BNS=st.stats_BNS, metrics=metrics, tables=inputs.tables,
+                   rng_B=_row_keys(inputs.key, st.t_B, st.pid_B))
+
+
+def _probe(spec: LoopSpec, params: Params, inputs: LoopInputs, view: RowView, st: DecodeState, window: int):
+    """The controllers ask for probes of idle thinking rows; one probe per asking row is computed
+    (only on steps where some row asks), each asking controller reads it, and it is logged."""
+    if not spec.probe[1]:
+        return st
+    eligible_B = view.active_B & view.thinking_B & view.queue_idle_B
+    wants = [c.probe(view, knobs, state) for c, knobs, state in zip(spec.controllers, inputs.knobs, st.ctl)]
+    asked_B = jnp.zeros_like(eligible_B)
+    for want_B in wants:
+        asked_B = asked_B | (want_B if want_B is not None else False)
+    asked_B = asked_B & eligible_B
+    forced_L = inputs.tables.forced_RL[codes.SEQ_CAP, : spec.probe[0]]
+    probe = jax.lax.cond(jnp.any(asked_B),
+                         lambda: run_probe(params, spec.cfg, st.cache, window, forced_L, spec.probe[1],
+                                           inputs.tables.eos_E),
+                         lambda: Probe.none(spec.batch, spec.probe[1]))
+    ctl = tuple(state if want_B is None else c.on_probe(view, knobs, state, probe, want_B & eligible_B)
+                for c, knobs, state, want_B in zip(spec.controllers, inputs.knobs, st.ctl, wants))
+    return st.replace(ctl=ctl, probes=st.probes.record(asked_B, st.n_out_B, probe))
 
 
 def _suppress(spec: LoopSpec, inputs: LoopInputs, view: RowView, logits_BV: Array) -> tuple[Array, Array]:
@@ -283,9 +316,9 @@ def _follow(spec: LoopSpec, inputs: LoopInputs, st: DecodeState, path: Path, tok
     go_B = path.take_B & kept_B & ~st.done_B
     for i in range(path.depth):
         logits_BV = path.logits_BDV[:, i]
-        view = dataclasses.replace(_view(st, inputs.tables, logit_metrics(logits_BV)), active_B=go_B)
-        masked_BV, _ = _suppress(spec, inputs, view, logits_BV)
         path_tok_B = path.tokens_BD[:, i]
+        view = dataclasses.replace(_view(st, inputs, logit_metrics(logits_BV)), active_B=go_B, proposal_B=path_tok_B)
+        masked_BV, _ = _suppress(spec, inputs, view, logits_BV)
         go_B = go_B & jnp.isfinite(jnp.take_along_axis(masked_BV, path_tok_B[:, None], axis=1)[:, 0])
         st = st.replace(cache=path.commit_kv(st.cache, i, go_B))
         view = dataclasses.replace(view, active_B=go_B)
@@ -298,11 +331,13 @@ def _follow(spec: LoopSpec, inputs: LoopInputs, st: DecodeState, path: Path, tok
 def _step(spec: LoopSpec, params: Params, inputs: LoopInputs, window: int, st: DecodeState) -> DecodeState:
     """propose -> force -> append -> delimiter -> record -> stop (-> the same for each token of a
     look-ahead path) -> forward, for every row at once."""
-    view = _view(st, inputs.tables, logit_metrics(st.logits_BV))
+    view = _view(st, inputs, logit_metrics(st.logits_BV))
     logits_BV, tried_B = _suppress(spec, inputs, view, st.logits_BV)
     proposal = spec.sampler.propose(SamplerInput(
-        logits_BV=logits_BV, metrics=view.metrics, attention=st.attn, rng_B=_row_keys(inputs.key, st.t_B, st.pid_B),
+        logits_BV=logits_BV, metrics=view.metrics, attention=st.attn, rng_B=view.rng_B,
         active_B=view.active_B, lookahead=Lookahead(params, spec.cfg, st.cache, window)))
+    view = dataclasses.replace(view, proposal_B=proposal.token_B)
+    st = _probe(spec, params, inputs, view, st, window)
     st, tok_B, kept_B = _emit(spec, inputs, view, st, proposal.token_B, proposal.regime_B)
     if proposal.path is not None:
         st, tok_B = _follow(spec, inputs, st, proposal.path, tok_B, kept_B)
@@ -334,6 +369,7 @@ def fresh_rows(spec: LoopSpec, inputs: LoopInputs, cache: KVCache, logits_BV: Ar
         boundary_B=zi, think_B=zi, answer_B=zi, waits_B=zi, pauses_B=zi, q_seq_B=zi + codes.NO_SEQ, q_pos_B=zi,
         done_B=jnp.broadcast_to(not_started, (b,)), stop_B=jnp.where(not_started, codes.STOP_MAX_NEW, codes.STOP_RUNNING) + zi,
         t_B=zi, pid_B=inputs.prompt_id_B, ctl=tuple(c.init(k, b) for c, k in zip(spec.controllers, inputs.knobs)),
+        probes=ProbeLog.init(b, spec.probe_slots, spec.probe[1]),
     )
 
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-__all__ = ["TokenTables", "bucket", "completing_tokens_mask", "match_tail"]
+__all__ = ["TokenTables", "bucket", "completing_tokens_mask", "in_set", "match_tail"]
 
 
 def bucket(n: int, minimum: int = 16) -> int:
@@ -45,6 +45,10 @@ class TokenTables:
         text, and the adaptive copies of cap tail and wait), right-padded.
     delim_ML / delim_len_M: end-of-thinking delimiters, RIGHT-aligned, -1 left padding.
     stop_ML / stop_len_M: stop sequences, same layout. eos_E: end-of-sequence ids (-1 padded).
+    reflect_R: reflection tokens ("Wait", " Hmm", ... as the tokenizer spells them; NoWait,
+        AlphaOne, DEER); break_R: structural breaks ("\n\n", ".\n\n"; AlphaOne); sentence_R:
+        sentence ends (".", ".\n"; the graceful cap); line_R: line ends ("\n", ".\n"; AlphaOne's
+        "line" breaks). Token id sets, -1 padded.
     """
 
     forced_RL: jax.Array
@@ -54,17 +58,33 @@ class TokenTables:
     stop_ML: jax.Array
     stop_len_M: jax.Array
     eos_E: jax.Array
+    reflect_R: jax.Array
+    break_R: jax.Array
+    sentence_R: jax.Array
+    line_R: jax.Array
 
     @staticmethod
-    def build(forced: list[list[int]], delims: list[list[int]], stops: list[list[int]], eos: list[int]) -> "TokenTables":
-        """Tables padded to power-of-two sizes (>= 8 tokens, >= 4 sequences, >= 8 eos ids), so a
-        different wait string, delimiter or eos set reuses the compiled loop."""
+    def build(forced: list[list[int]], delims: list[list[int]], stops: list[list[int]], eos: list[int],
+              reflect: list[int] = (), breaks: list[int] = (), sentence: list[int] = (),
+              lines: list[int] = ()) -> "TokenTables":
+        """Tables padded to power-of-two sizes (>= 8 tokens, >= 4 sequences, >= 8 eos ids, >= 16
+        set ids), so a different wait string, delimiter or eos set reuses the compiled loop."""
         f, fl = _table(forced, len(forced), align_right=False)
         d, dl = _table(delims, bucket(len(delims), 4), align_right=True)
         s, sl = _table(stops, bucket(len(stops), 4), align_right=True)
-        e = np.full((bucket(len(eos), 8),), -1, np.int32)
-        e[: len(eos)] = eos
-        return TokenTables(*(jnp.asarray(x) for x in (f, fl, d, dl, s, sl, e)))
+        sets = [_ids(eos, 8), _ids(reflect, 16), _ids(breaks, 16), _ids(sentence, 16), _ids(lines, 16)]
+        return TokenTables(*(jnp.asarray(x) for x in (f, fl, d, dl, s, sl, *sets)))
+
+
+def _ids(ids, minimum: int) -> np.ndarray:
+    out = np.full((bucket(len(ids), minimum),), -1, np.int32)
+    out[: len(ids)] = list(ids)
+    return out
+
+
+def in_set(tok_B: jax.Array, set_R: jax.Array) -> jax.Array:
+    """[B] whether each row's token is one of the (-1 padded) ids of `set_R`."""
+    return jnp.any((tok_B[:, None] == set_R[None]) & (set_R[None] >= 0), axis=1)
 
 
 def _tail(out_BN: jax.Array, n_out_B: jax.Array, width: int) -> jax.Array:

@@ -30,7 +30,7 @@ from entropix_s1.core.entropix import EntropixConfig, EntropixSampler
 from entropix_s1.errors import CheckpointError, ConfigError, InputError
 from entropix_s1.core.metrics import logit_metrics
 from entropix_s1.core.model import Params, score_logits
-from entropix_s1.results import GenerationResult, TraceStep
+from entropix_s1.results import GenerationResult, ProbeRecord, TraceStep
 from entropix_s1.core.sampling import Greedy, Sample, Sampler
 from entropix_s1.core.tables import TokenTables, bucket
 from entropix_s1.host.scheduler import SCHEDULES, Schedule, SlotRun
@@ -223,10 +223,25 @@ class Model:
             delims.append(ids)
         cap = (delims[0] if b.cap_with_delimiter else []) + self._encode(b.answer_prefix)
         wait = self._encode(b.wait_text)
-        forced = [self._encode(b.think_start), cap, wait, self._encode(sampler.pause_text), cap, wait]  # codes.SEQ_*
+        try:  # a test vocabulary may not spell the NoThinking text: then no row can use it
+            nothinking = self._encode(b.nothinking_text) + delims[0]
+        except ValueError:
+            nothinking = []
+        forced = [self._encode(b.think_start), cap, wait, self._encode(sampler.pause_text), cap, wait,  # codes.SEQ_*
+                  wait, delims[0], nothinking, cap]
         eos = [] if ignore_eos else sorted(set(self.tokenizer.eos_ids) | set(self.config.eos_token_ids))
         stops = [self._encode(s) for s in stop if s]
-        return TokenTables.build(forced, delims if budget else [], stops, eos)
+        return TokenTables.build(forced, delims if budget else [], stops, eos, reflect=self._token_sets["reflect"],
+                                 breaks=self._token_sets["break"], sentence=self._token_sets["sentence"],
+                                 lines=self._token_sets["line"])
+
+    @functools.cached_property
+    def _token_sets(self) -> dict[str, list[int]]:
+        """The tokenizer's reflection, break and sentence-end tokens (`host/token_sets.py`)."""
+        from entropix_s1.host import token_sets
+
+        return dict(reflect=token_sets.reflection_ids(self.tokenizer), sentence=token_sets.sentence_ids(self.tokenizer),
+                    line=token_sets.line_ids(self.tokenizer), **{"break": token_sets.break_ids(self.tokenizer)})
 
     def _rows(self, prompts, budgets, raw, prefill, system, template_vars, max_new) -> list[Row]:
         rows = []
@@ -352,11 +367,12 @@ class Model:
             raise InputError(f"got {len(prompt_ids)} prompt_ids for {len(plist)} prompts")
         if batch_size is not None and batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
-        shared = {(b.think_start, b.think_end, b.wait_text, b.answer_prefix, b.cap_with_delimiter)
+        shared = {(b.think_start, b.think_end, b.wait_text, b.answer_prefix, b.cap_with_delimiter, b.nothinking_text)
                   for b in budgets if b is not None}
         if len(shared) > 1:
             raise ConfigError("per-row budgets may differ in numbers only: think_start, think_end, wait_text, "
-                              "answer_prefix and cap_with_delimiter must be the same for every row of a batch")
+                              "answer_prefix, cap_with_delimiter and nothinking_text must be the same for every row "
+                              "of a batch")
         smp = resolve_sampler(sampler)
         rows = self._rows(plist, budgets, raw, prefill, system, template_vars, max_new_tokens)
         bad = [(i, r.error) for i, r in enumerate(rows) if r.error]
@@ -369,7 +385,7 @@ class Model:
             rows[k].prompt_id = j if prompt_ids is None else int(prompt_ids[k]) % 2**31
         if not good:
             return Prepared(rows, None, None, tuple(stop), skip_special_tokens)
-        spec = self._spec(smp, good, max_new_tokens, min(batch_size or len(good), len(good)))
+        spec = self._spec(smp, good, max_new_tokens, min(batch_size or len(good), len(good)), tables)
         inputs = self._inputs(spec, good[: spec.batch], tables, max_new_tokens, jax.random.key(seed))
         return Prepared(rows, spec, inputs, tuple(stop), skip_special_tokens)
 
@@ -398,16 +414,19 @@ class Model:
                 shown = stable
         self.last_stream_result = self._results(plan, st)[0]
 
-    def _spec(self, smp: Sampler, rows: list[Row], max_new: int, batch: int) -> D.LoopSpec:
+    def _spec(self, smp: Sampler, rows: list[Row], max_new: int, batch: int, tables: TokenTables) -> D.LoopSpec:
         """Bucketed shapes (a handful of compiled programs) and the controllers of this batch. With
-        more rows than slots the cache holds one more prompt block, where refills are prefilled."""
+        more rows than slots the cache holds one more prompt block, where refills are prefilled.
+        A probe is compiled only when some row's method probes (its answer length: the longest)."""
         budget0 = next((r.budget for r in rows if r.budget is not None), None)
+        answer = max((r.budget.probe_tokens for r in rows if r.budget is not None and r.budget.probing), default=0)
+        probe = (int(tables.forced_len_R[codes.SEQ_CAP]), answer) if answer else (0, 0)
         P, N = bucket(max(len(r.ids) for r in rows)), bucket(max_new)
         cache_len = P + N + (64 if budget0 is not None else 0) + smp.lookahead_slots + (P if batch < len(rows) else 0)
         controllers = budget_controllers(no_string=budget0 is not None and budget0.wait_text == "",
-                                         sampler_controllers=smp.controllers())
+                                         sampler_controllers=smp.controllers(), probe_tokens=answer)
         return D.LoopSpec(self.config, smp, controllers, batch, P, N, cache_len, D.stage_windows(P, cache_len),
-                          smp.metric_layers(self.config.n_layers))
+                          smp.metric_layers(self.config.n_layers), probe=probe)
 
     def _inputs(self, spec: D.LoopSpec, rows: list[Row], tables: TokenTables, max_new: Any, key: jax.Array) -> D.LoopInputs:
         """Left-padded prompts, prompt ids and every controller's per-row knobs."""
@@ -459,7 +478,9 @@ class Model:
         """The state's per-row output buffers on the host (one transfer)."""
         return jax.device_get(dict(out=st.out_BN, forced=st.forced_BN, regime=st.regime_BN, stats=st.stats_BNS,
                                    n=st.n_out_B, phase=st.phase_B, boundary=st.boundary_B, think=st.think_B,
-                                   answer=st.answer_B, waits=st.waits_B, pauses=st.pauses_B, stop=st.stop_B, t=st.t_B))
+                                   answer=st.answer_B, waits=st.waits_B, pauses=st.pauses_B, stop=st.stop_B, t=st.t_B,
+                                   probe_n=st.probes.n_B, probe_at=st.probes.at_BP, probe_tokens=st.probes.tokens_BPA,
+                                   probe_confidence=st.probes.confidence_BP, probe_entropy=st.probes.entropy_BP))
 
     def _results(self, plan: Prepared, st: D.DecodeState) -> list[GenerationResult]:
         h = self._host_buffers(st)
@@ -504,8 +525,22 @@ class Model:
             thinking_text=decode(ids[start:boundary]) if thinking else "",
             answer_text=answer_text, thinking_tokens=int(h["think"][i]), answer_tokens=int(h["answer"][i]),
             waits_inserted=int(h["waits"][i]), pauses_inserted=int(h["pauses"][i]),
-            stop_reason=codes.STOP_NAMES[int(h["stop"][i])], trace=tuple(trace),
+            stop_reason=codes.STOP_NAMES[int(h["stop"][i])], trace=tuple(trace), probes=self._probes(plan, i, h, decode),
         )
+
+    @staticmethod
+    def _probes(plan: Prepared, i: int, h: dict, decode) -> tuple[ProbeRecord, ...]:
+        """Row `i`'s probes: where, the forced probe text, the greedy answer and its scores."""
+        if not plan.spec.probe[1]:
+            return ()
+        tables = plan.inputs.tables
+        text = decode([int(t) for t in jax.device_get(tables.forced_RL[codes.SEQ_CAP, : plan.spec.probe[0]])])
+        kept = min(int(h["probe_n"][i]), h["probe_at"].shape[1])
+        return tuple(ProbeRecord(step=int(h["probe_at"][i, p]), text=text,
+                                 answer=decode([int(t) for t in h["probe_tokens"][i, p] if t >= 0]),
+                                 answer_ids=tuple(int(t) for t in h["probe_tokens"][i, p] if t >= 0),
+                                 confidence=float(h["probe_confidence"][i, p]), entropy=float(h["probe_entropy"][i, p]))
+                     for p in range(kept))
 
 
 def checkpoint_budget(path: str | os.PathLike) -> Budget | None:

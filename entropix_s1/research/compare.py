@@ -3,12 +3,12 @@
 `run_compare(model, dataset, methods, out_dir)` writes into `out_dir`:
 
 * `results.jsonl`: one JSON object per (problem, method) with `id`, `method`, `prediction`,
-  `gold`, `correct`, `thinking_tokens`, `answer_tokens`, `waits`, `pauses`, `seconds` (batch
+  `gold`, `correct`, `thinking_tokens`, `answer_tokens`, `waits`, `pauses`, `probes`, `seconds` (batch
   wall time / batch rows), `stop_reason`, plus `dataset`, `family`, `budget_min`, `budget_max`,
   `max_new_tokens`, `error`, `answer_text` and `text` (so a run can be re-graded and
   re-summarised from this file alone).
 * `summary.md`: per method n, accuracy with a 95% Wilson interval, mean thinking/answer tokens,
-  waits, pauses, Control; per family Scaling, Performance, Control (`s1_metrics`).
+  waits, pauses, probes, Control; per family Scaling, Performance, Control (`s1_metrics`).
 * `scaling.png`: accuracy vs mean thinking tokens, one line per family, 95% CI error bars
   (s1's Figure 1 layout).
 * `run.json`: the dataset, prompt template, seed and methods of the run, and the model's name and

@@ -17,6 +17,20 @@ Grammar: ``FAMILY[:KEY=VALUE,KEY=VALUE,...]`` (a bare ``KEY`` is a flag). Famili
 Any sampler family may be joined to `budget` or `adaptive-budget` with `+`
 (`sample+budget:t=0.7,max=512`); `greedy+budget` is spelled `budget`.
 
+The test-time methods of docs/methods.md are budget families too (each bare name is the paper's
+defaults; each takes the budget keys `max`, `min`, `waits`, `answer` and joins a sampler with `+`,
+e.g. `entropix+deer:threshold=0.9,max=512`):
+
+| spec | method | its keys (defaults) |
+|---|---|---|
+| `alphaone` | AlphaOne | `alpha` (1.4), `base` (alpha_base_tokens, 256), `p` (alpha_wait_prob, 0.5), `breaks` (paragraph\|line) |
+| `nowait` | NoWait | none |
+| `nothinking` | NoThinking | none |
+| `deer` | DEER | `threshold` (deer_threshold, 0.95), `probe` (probe_tokens, 8) |
+| `eat` | EAT | `threshold` (eat_threshold, 1e-4), `every` (probe_every, 32), `ema` (0.2), `probe` (8) |
+| `dynasor` | Dynasor-CoT | `every` (probe_every, 64), `streak` (dynasor_streak, 3), `probe` (8) |
+| `graceful` | graceful cap | `soft` (256), `grace` (64; max = soft + grace), `conf` (confident_entropy, 0.5) |
+
 Keys: sampler `t` (alias `temperature`), `top_k`, `top_p`, `min_p` (sample); `calibrated[=PATH]`,
 `pause=TEXT` (entropix); budget `max` (max_thinking_tokens), `min` (min_thinking_tokens), `waits`
 (num_waits), `wait=TEXT` (wait_text; `wait=none` is the empty-string ablation), `answer`
@@ -67,6 +81,9 @@ if TYPE_CHECKING:  # budget.py holds JAX array state too: imported only when a s
     from entropix_s1.core.budget import Budget
 
 __all__ = [
+    "METHOD_DEFAULTS",
+    "METHOD_FAMILIES",
+    "METHOD_KEYS",
     "Method",
     "MethodSpec",
     "SAMPLER_FAMILIES",
@@ -89,7 +106,29 @@ __all__ = [
 ]
 
 SAMPLER_FAMILIES = ("greedy", "sample", "entropix")
-BUDGET_FAMILIES = ("budget", "adaptive-budget")
+#: The test-time methods (docs/methods.md): spec key -> Budget field (None: computed), defaults,
+#: and the Budget flags each sets.
+METHOD_KEYS: dict[str, dict[str, str | None]] = {
+    "alphaone": {"alpha": "alpha", "base": "alpha_base_tokens", "p": "alpha_wait_prob", "breaks": "alpha_breaks"},
+    "nowait": {},
+    "nothinking": {},
+    "deer": {"threshold": "deer_threshold", "probe": "probe_tokens"},
+    "eat": {"threshold": "eat_threshold", "every": "probe_every", "ema": "eat_ema", "probe": "probe_tokens"},
+    "dynasor": {"every": "probe_every", "streak": "dynasor_streak", "probe": "probe_tokens"},
+    "graceful": {"soft": "soft_max_thinking_tokens", "grace": None, "conf": "confident_entropy"},
+}
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "alphaone": {"alpha": 1.4, "base": 256, "p": 0.5, "breaks": "paragraph"},
+    "nowait": {},
+    "nothinking": {},
+    "deer": {"threshold": 0.95, "probe": 8},
+    "eat": {"threshold": 1e-4, "every": 32, "ema": 0.2, "probe": 8},
+    "dynasor": {"every": 64, "streak": 3, "probe": 8},
+    "graceful": {"soft": 256, "grace": 64, "conf": 0.5},
+}
+_METHOD_FLAGS: dict[str, dict[str, Any]] = {"nowait": {"no_reflection": True}, "nothinking": {"no_thinking": True}}
+METHOD_FAMILIES = tuple(METHOD_KEYS)
+BUDGET_FAMILIES = ("budget", "adaptive-budget") + METHOD_FAMILIES
 
 #: max_new_tokens of a method without a thinking cap (override with `max_new=`).
 DEFAULT_MAX_NEW_TOKENS = 1024
@@ -110,12 +149,14 @@ _COMMON_KEYS = ("max_new",)
 _ALIASES = {"temperature": "t", "temp": "t", "max_new_tokens": "max_new"}
 #: canonical key order in names
 _KEY_ORDER = ("t", "top_k", "top_p", "min_p", "calibrated", "pause", "max", "min", "waits", "wait", "answer",
-              "unc", "soft", "conf", "max_new")
+              "unc", "soft", "grace", "conf", "alpha", "base", "p", "breaks", "threshold", "every", "ema", "streak", "probe",
+              "max_new")
 #: keys that set how much a method may think: dropped from the family
-_SCALE_KEYS = frozenset({"max", "min", "waits", "answer", "max_new", "soft"})
-_INT_KEYS = frozenset({"top_k", "max", "min", "waits", "answer", "max_new", "soft"})
-_FLOAT_KEYS = frozenset({"t", "top_p", "min_p", "unc", "conf"})
-_TEXT_KEYS = frozenset({"pause", "wait"})
+_SCALE_KEYS = frozenset({"max", "min", "waits", "answer", "max_new", "soft", "grace"})
+_INT_KEYS = frozenset({"top_k", "max", "min", "waits", "answer", "max_new", "soft", "grace", "base", "every", "streak",
+                       "probe"})
+_FLOAT_KEYS = frozenset({"t", "top_p", "min_p", "unc", "conf", "alpha", "p", "threshold", "ema"})
+_TEXT_KEYS = frozenset({"pause", "wait", "breaks"})
 _FORBIDDEN_VALUE_CHARS = set(",;{}")
 
 
@@ -198,13 +239,14 @@ def _split_head(spec: str, head: str) -> tuple[str, str | None]:
     elif len(parts) == 2 and parts[0] in SAMPLER_FAMILIES and parts[1] in BUDGET_FAMILIES:
         return parts[0], parts[1]
     known = list(SAMPLER_FAMILIES) + list(BUDGET_FAMILIES) + [
-        f"{s}+{b}" for s in ("sample", "entropix") for b in BUDGET_FAMILIES
-    ]
+        f"{s}+{b}" for s in ("sample", "entropix") for b in ("budget", "adaptive-budget")
+    ] + ["SAMPLER+METHOD (e.g. entropix+deer)"]
     raise ConfigError(f"method {spec!r}: unknown family {head!r}; known families: {', '.join(known)}")
 
 
 def _allowed_keys(sampler_kind: str, budget_kind: str | None) -> tuple[str, ...]:
     allowed = _SAMPLER_KEYS[sampler_kind] + (_BUDGET_KEYS if budget_kind else ()) + _COMMON_KEYS
+    allowed += tuple(METHOD_KEYS.get(budget_kind or "", ()))
     return allowed + _ADAPTIVE_KEYS if budget_kind == "adaptive-budget" else allowed
 
 
@@ -269,18 +311,26 @@ BUDGET_FIELDS: dict[str, str] = {
 
 
 def make_budget(options: Mapping[str, Any], *, adaptive: bool = False, factory: Callable[..., Budget] | None = None,
-                **fields: Any) -> Budget:
+                method: str | None = None, **fields: Any) -> Budget:
     """The one place where budget options become a `Budget`, for `--methods` specs and the CLI's
     budget flags alike: every key of `options` that names a budget knob (`max`, `min`, `waits`,
     `wait`, `answer`, `unc`, `soft`, `conf`; see BUDGET_FIELDS) goes to its field, other keys are
     ignored; `adaptive` sets `mode="adaptive"`; `fields` are passed as they are (format fields such
     as `think_end`). `factory` builds it: `Budget` (default), or e.g. `model.budget` to start from
-    the model's own delimiters. Validation is the Budget's (ConfigError)."""
+    the model's own delimiters. `method` (a METHOD_FAMILIES name): its keys (METHOD_KEYS, over
+    its METHOD_DEFAULTS) and flags too; the graceful cap's hard cap is soft + grace unless `max`
+    is given. Validation is the Budget's (ConfigError)."""
     if factory is None:
         from entropix_s1.core.budget import Budget as factory  # lazy: budget.py imports JAX
-    kw = {BUDGET_FIELDS[k]: v for k, v in options.items() if k in BUDGET_FIELDS}
+    kw = {BUDGET_FIELDS[k]: v for k, v in options.items() if k in BUDGET_FIELDS and k not in METHOD_KEYS.get(method, ())}
     if adaptive:
         kw["mode"] = "adaptive"
+    if method is not None:
+        opts = {**METHOD_DEFAULTS[method], **{k: v for k, v in options.items() if k in METHOD_KEYS[method]}}
+        kw.update({field: opts[k] for k, field in METHOD_KEYS[method].items() if field is not None})
+        kw.update(_METHOD_FLAGS.get(method, {}))
+        if method == "graceful" and "max" not in options:
+            kw["max_thinking_tokens"] = opts["soft"] + opts["grace"]
     return factory(**kw, **fields)
 
 
@@ -311,7 +361,10 @@ def _drop_defaults(opts: dict[str, Any], budget_kind: str | None, wait_text: str
         del opts["waits"]
     if opts.get("min") == 0:
         del opts["min"]
-    if budget_kind and not any(k in opts for k in ("max", "min", "waits")):
+    for k, v in METHOD_DEFAULTS.get(budget_kind or "", {}).items():
+        if opts.get(k) == v:
+            del opts[k]
+    if budget_kind in ("budget", "adaptive-budget") and not any(k in opts for k in ("max", "min", "waits")):
         opts["waits"] = 0  # keep the spec parseable: budget:waits=0
 
 
@@ -349,9 +402,10 @@ def parse_spec(spec: str, *, default_max_new_tokens: int | None = None) -> Metho
     sampler_kind, budget_kind = _split_head(spec, head)
     opts = _parse_options(spec, head, rest, sampler_kind, budget_kind)
     _normalise_sampler_options(spec, sampler_kind, opts)
-    if budget_kind and not any(k in opts for k in ("max", "min", "waits")):
+    if budget_kind in ("budget", "adaptive-budget") and not any(k in opts for k in ("max", "min", "waits")):
         raise ConfigError(f"method {spec!r}: a budget needs at least one of max=, min=, waits=")
-    budget = make_budget(opts, adaptive=budget_kind == "adaptive-budget")  # validates (ConfigError)
+    method = budget_kind if budget_kind in METHOD_FAMILIES else None
+    budget = make_budget(opts, adaptive=budget_kind == "adaptive-budget", method=method)  # validates (ConfigError)
     _drop_defaults(opts, budget_kind, Budget().wait_text)
     max_new = _max_new_tokens(spec, opts, budget, default_max_new_tokens)
     if budget_kind:

@@ -1,7 +1,7 @@
 """The report of a comparison: `summary.md` and `scaling.png`, rebuilt from `results.jsonl` alone.
 
 `summary.md`: per method n, accuracy with a 95% Wilson interval, mean thinking/answer tokens,
-waits, pauses, Control; per family Scaling, Performance, Control (`s1_metrics`).
+waits, pauses, probes, Control; per family Scaling, Performance, Control (`s1_metrics`).
 `scaling.png`: accuracy vs mean thinking tokens, one line per family, 95% CI error bars (s1's
 Figure 1 layout). matplotlib is imported only when a plot is drawn.
 """
@@ -89,6 +89,7 @@ def _points(out_dir: Path, records: list[dict[str, Any]]) -> list[MethodPoint]:
                 answer_tokens=[int(r.get("answer_tokens") or 0) for r in recs],
                 waits=[int(r.get("waits") or 0) for r in recs],
                 pauses=[int(r.get("pauses") or 0) for r in recs],
+                probes=[int(r.get("probes") or 0) for r in recs],
                 errors=sum(1 for r in recs if r.get("error")),
                 seconds=[float(r.get("seconds") or 0.0) for r in recs],
             )
@@ -115,15 +116,15 @@ def _summary_markdown(dataset: str | None, points: list[MethodPoint], families: 
     lines += [
         "## Methods",
         "",
-        "| method | n | accuracy | 95% CI | mean thinking tokens | mean answer tokens | waits | pauses "
+        "| method | n | accuracy | 95% CI | mean thinking tokens | mean answer tokens | waits | pauses | probes "
         "| Control | errors | s/problem |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in points:
         lines.append(
             f"| `{_md_escape(p.method)}` | {p.n} | {_pct(p.accuracy)} | {_pct(p.ci_low)} – {_pct(p.ci_high)} "
             f"| {p.mean_thinking_tokens:.1f} | {p.mean_answer_tokens:.1f} | {p.mean_waits:.2f} | {p.mean_pauses:.2f} "
-            f"| {_pct(p.control)} | {p.errors} | {p.seconds_per_problem:.3f} |"
+            f"| {p.mean_probes:.2f} | {_pct(p.control)} | {p.errors} | {p.seconds_per_problem:.3f} |"
         )
     lines += [
         "",

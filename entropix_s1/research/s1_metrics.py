@@ -129,6 +129,7 @@ class MethodPoint:
     mean_answer_tokens: float = 0.0
     mean_waits: float = 0.0
     mean_pauses: float = 0.0
+    mean_probes: float = 0.0
     errors: int = 0
     seconds_per_problem: float = 0.0
 
@@ -144,6 +145,7 @@ def method_point(
     answer_tokens: Sequence[int] = (),
     waits: Sequence[int] = (),
     pauses: Sequence[int] = (),
+    probes: Sequence[int] = (),
     errors: int = 0,
     seconds: Sequence[float] = (),
 ) -> MethodPoint:
@@ -173,6 +175,7 @@ def method_point(
         mean_answer_tokens=mean(answer_tokens),
         mean_waits=mean(waits),
         mean_pauses=mean(pauses),
+        mean_probes=mean(probes),
         errors=errors,
         seconds_per_problem=mean(seconds),
     )

@@ -64,8 +64,10 @@ def _finite_or_none(x: Any) -> Any:
     return x
 
 
-def _dump_line(step: TraceStep) -> str:
+def _dump_line(step: TraceStep, probe: dict[str, Any] | None = None) -> str:
     d = {k: _finite_or_none(v) for k, v in step.to_json().items()}
+    if probe is not None:
+        d["probe"] = {k: _finite_or_none(v) for k, v in probe.items()}
     # Keep unicode readable in the file, but never emit a line that breaks JSONL readers:
     # U+2028/U+2029 are line breaks for some splitters; lone surrogates cannot be UTF-8 encoded.
     line = json.dumps(d, ensure_ascii=False, allow_nan=False)
@@ -93,18 +95,23 @@ def trace_steps(items: Iterable[GenerationResult | TraceStep]) -> list[TraceStep
 def write_trace(results: Sequence[GenerationResult] | Iterable[TraceStep], path: str | os.PathLike[str]) -> Path:
     """Write every trace step of `results` to `path` as JSONL, ordered by row then step.
 
-    Rows without a trace (e.g. `stop_reason == "error"`, or tracing off) contribute no lines.
+    Rows without a trace (e.g. `stop_reason == "error"`, or tracing off) contribute no lines. An
+    in-loop probe (DEER, EAT, Dynasor) rides on the line of the token it came before, as a `probe`
+    object (`ProbeRecord.to_json()`); readers that do not know it ignore it.
     Non-finite metric values are written as null (the file is strict JSON). Parent directories
     are created. Returns the path written.
     """
+    results = list(results)
     steps = trace_steps(results)
     steps.sort(key=lambda t: (t.row, t.step))  # stable: equal keys keep their order
+    probes = {(r.trace[0].row, p.step): p.to_json() for r in results
+              if isinstance(r, GenerationResult) and r.trace for p in getattr(r, "probes", ())}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8", newline="\n") as f:
         for t in steps:
-            f.write(_dump_line(t))
+            f.write(_dump_line(t, probes.get((t.row, t.step))))
             f.write("\n")
     os.replace(tmp, path)
     return path

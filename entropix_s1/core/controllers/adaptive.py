@@ -6,8 +6,8 @@
   of the `window` tokens before the delimiter > `uncertain_window_entropy` (nats), at most
   `num_waits` times. Below `min_thinking_tokens` it extends too, unless `confident_ends_below_min`
   and the end was confident. See docs/adaptive_budget.md.
-- `GracefulCap`: past `soft_max_thinking_tokens`, end thinking at the first step whose entropy is
-  below `confident_entropy` (forced cap tail, reason "end:confident"); the hard cap still holds.
+- Its soft cap (past `soft_max_thinking_tokens`, end at the first step whose entropy is below
+  `confident_entropy`) is the graceful cap's controller (`graceful.GracefulCap`) on adaptive rows.
 """
 
 from __future__ import annotations
@@ -74,33 +74,4 @@ class AdaptiveExtend(Controller):
                            seq_B=jnp.where(knobs.on_B, codes.SEQ_WAIT_UNCERTAIN, ext.seq_B))
 
 
-@struct.dataclass
-class GracefulKnobs:
-    soft_think_B: Any
-    confident_entropy_B: Any
-
-
-@dataclasses.dataclass(frozen=True)
-class GracefulCap(Controller):
-    """Past the soft cap, end thinking at the first confident step (adaptive rows only)."""
-
-    seq = codes.SEQ_CAP_CONFIDENT
-    ends_thinking = True
-
-    @staticmethod
-    def validate(budget) -> None:
-        s = budget.soft_max_thinking_tokens
-        if s is not None and (s < 0 or (budget.max_thinking_tokens is not None and s > budget.max_thinking_tokens)):
-            raise ConfigError(f"Budget.soft_max_thinking_tokens ({s}) must be in [0, max_thinking_tokens]")
-
-    def pack(self, budgets: Sequence[Any]) -> GracefulKnobs:
-        return GracefulKnobs(
-            soft_think_B=column(budgets, lambda b: b.soft_max_thinking_tokens if _adaptive(b) else None, codes.NO_LIMIT),
-            confident_entropy_B=column(budgets, lambda b: b.confident_entropy, float("inf"), jnp.float32),
-        )
-
-    def force(self, view: RowView, knobs: GracefulKnobs, state: Any, regime_B):
-        return view.thinking_B & (view.think_B >= knobs.soft_think_B) & (view.metrics.entropy_B < knobs.confident_entropy_B)
-
-
-__all__ = ["AdaptiveExtend", "GracefulCap"]
+__all__ = ["AdaptiveExtend"]

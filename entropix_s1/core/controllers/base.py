@@ -9,6 +9,10 @@ and every hook here gates on it.
 
 Hooks, in loop order:
     suppress(view, knobs, logits_BV) -> Suppression | None before sampling: forbid tokens
+    probe(view, knobs, state)      -> want_B | None         after the proposal (`view.proposal_B`):
+                                                            ask for a probe of the row now
+    on_probe(view, knobs, state, probe, asked_B) -> state   read the probe (`core.probe.Probe`) of
+                                                            the rows it asked for, before forcing
     force(view, knobs, state, regime_B) -> start_B | None  start `seq` now (claimed in list order)
     on_delimiter(view, knobs, ext) -> Extension            at a sampled end-of-thinking delimiter
     stop(view, knobs)              -> hit_B | None          end the row with `stop_code`
@@ -50,6 +54,8 @@ class RowView:
     stats_BNS: Array  # codes.STAT_NAMES per generated token
     metrics: LogitMetrics  # of the distribution this step samples from
     tables: TokenTables
+    proposal_B: Array | None = None  # the token the sampler proposes (from the probe stage on)
+    rng_B: Array | None = None  # the row's key at this step (seed, prompt id, row step)
 
     @property
     def thinking_B(self) -> Array:
@@ -103,6 +109,8 @@ class Controller:
     counter: ClassVar[str | None] = None
     #: stop code of `stop`
     stop_code: ClassVar[int] = codes.STOP_RUNNING
+    #: asks for probes (`probe`): the loop compiles the probe only when a row's budget has one
+    probes: ClassVar[bool] = False
 
     # -- host side --
     @staticmethod
@@ -122,6 +130,12 @@ class Controller:
 
     def force(self, view: RowView, knobs: Any, state: Any, regime_B: Array) -> Array | None:
         return None
+
+    def probe(self, view: RowView, knobs: Any, state: Any) -> Array | None:
+        return None
+
+    def on_probe(self, view: RowView, knobs: Any, state: Any, probe: Any, asked_B: Array) -> Any:
+        return state
 
     def on_delimiter(self, view: RowView, knobs: Any, ext: Extension) -> Extension:
         return ext
