@@ -33,6 +33,9 @@ class TraceStep:
     regime: str
     forced: ForcedReason
     phase: Phase
+    #: DeepConf's token confidence of the distribution (nats; `core.metrics.logit_metrics`);
+    #: None in traces written before it was recorded
+    confidence: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -56,6 +59,24 @@ class ProbeRecord:
         d = dataclasses.asdict(self)
         d["answer_ids"] = list(self.answer_ids)
         return d
+
+
+#: DeepConf's group: a sliding window of tokens (the paper's 2048 is longer than our traces; 64
+#: keeps several windows in a 300-token solution)
+GROUP_WINDOW = 64
+
+
+def trace_confidence(token_confidences: list[float], window: int = GROUP_WINDOW) -> tuple[float | None, float | None]:
+    """(mean, lowest group mean) of per-token confidences; with fewer than `window` tokens the
+    one group is the whole trace."""
+    c = [float(x) for x in token_confidences]
+    if not c:
+        return None, None
+    w = min(window, len(c))
+    sums = [sum(c[:w])]
+    for i in range(w, len(c)):
+        sums.append(sums[-1] + c[i] - c[i - w])
+    return sum(c) / len(c), min(sums) / w
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +103,11 @@ class GenerationResult:
     error: str | None = None
     #: the row's in-loop probes, in order (empty for methods that do not probe)
     probes: tuple[ProbeRecord, ...] = ()
+    #: DeepConf trace confidences (arXiv 2508.15260) over the generated tokens: the mean token
+    #: confidence ("average trace confidence") and the lowest mean over a sliding window of
+    #: `GROUP_WINDOW` tokens ("lowest group confidence"); None when no token was generated
+    confidence: float | None = None
+    lowest_group_confidence: float | None = None
 
     def to_json(self, with_trace: bool = False) -> dict[str, Any]:
         """The fields as JSON; `probes` appears only when the row probed (older readers see the

@@ -120,6 +120,10 @@ def test_loop_commits_branch_paths_that_equal_teacher_forced_greedy_decoding(m):
             assert r.token_ids[j] == int(jnp.argmax(logits)) or float(top2[0] - top2[1]) < NEAR_TIE, j
             probs = jax.nn.softmax(logits)
             assert step.entropy == pytest.approx(float(-jnp.sum(probs * jnp.log(probs))), abs=1e-4)
+            top20 = jax.lax.top_k(jax.nn.log_softmax(logits), 20)[0]
+            assert step.confidence == pytest.approx(float(-jnp.mean(top20)), abs=1e-4)  # DeepConf's
+        assert r.confidence == pytest.approx(sum(s.confidence for s in r.trace) / len(r.trace))
+        assert r.lowest_group_confidence <= r.confidence
 
 
 def test_a_committed_path_is_counted_and_cut_by_the_budget(m):

@@ -260,6 +260,34 @@ def test_combine_layers_averages_fields():
 
 def test_metrics_are_pytrees():
     m = metrics.logit_metrics(jnp.zeros((2, 3)))
-    assert len(jax.tree.leaves(m)) == 2
+    assert len(jax.tree.leaves(m)) == 3
     out = jax.jit(lambda x: x)(m)
     assert isinstance(out, LogitMetrics)
+
+
+def test_deepconf_confidence_is_minus_mean_top_k_log_prob():
+    """C = -(1/k) sum of the k largest log p (DeepConf eq. 2), k = 20, from a float64 reference;
+    a vocabulary smaller than k averages all of it; invalid rows get 0."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3, 50)) * 3
+    logp = x - np.log(np.exp(x).sum(-1, keepdims=True))
+    want = -np.sort(logp, axis=-1)[:, ::-1][:, :20].mean(-1)
+    got = metrics.logit_metrics(jnp.asarray(x, jnp.float32)).confidence_B
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    small = metrics.logit_metrics(jnp.log(jnp.asarray([[0.5, 0.25, 0.25]])))
+    np.testing.assert_allclose(small.confidence_B, [-(np.log(0.5) + 2 * np.log(0.25)) / 3], rtol=1e-6)
+    bad = metrics.logit_metrics(jnp.asarray([[np.nan, 0.0, 1.0]]))
+    assert float(bad.confidence_B[0]) == 0.0
+    peaked = metrics.logit_metrics(jnp.asarray([[20.0] + [0.0] * 49], jnp.float32)).confidence_B
+    assert float(peaked[0]) > float(got.max())  # one dominant token: the other 19 are very unlikely
+
+
+def test_trace_confidence_mean_and_lowest_window():
+    from entropix_s1.results import trace_confidence
+
+    assert trace_confidence([]) == (None, None)
+    mean, low = trace_confidence([1.0, 2.0, 3.0, 10.0, 0.0], window=2)
+    assert mean == pytest.approx(16 / 5)
+    assert low == pytest.approx(1.5)  # windows: 1.5, 2.5, 6.5, 5.0
+    mean, low = trace_confidence([4.0, 2.0], window=64)  # shorter than the window: one group
+    assert (mean, low) == (pytest.approx(3.0), pytest.approx(3.0))

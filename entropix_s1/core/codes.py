@@ -50,4 +50,4 @@ THINKING, ANSWER = 0, 1
 NO_LIMIT = int(np.iinfo(np.int32).max // 2)
 
 #: Per-token statistics recorded in the trace, in this order (nats).
-STAT_NAMES = ("entropy", "varentropy", "attn_entropy", "attn_varentropy", "agreement", "interaction")
+STAT_NAMES = ("entropy", "varentropy", "attn_entropy", "attn_varentropy", "agreement", "interaction", "confidence")

@@ -267,7 +267,7 @@ def _record(st: DecodeState, view: RowView, regime_B: Array, reason_B: Array) ->
     """The token's reason, regime and statistics at the index it now occupies."""
     idx_B, active_B, a = st.n_out_B - 1, view.active_B, st.attn
     stats_BS = jnp.stack([view.metrics.entropy_B, view.metrics.varentropy_B, a.entropy_B, a.varentropy_B,
-                          a.agreement_B, a.interaction_B], axis=-1)
+                          a.agreement_B, a.interaction_B, view.metrics.confidence_B], axis=-1)
     regime_B = jnp.where(reason_B != codes.NOT_FORCED, codes.FORCED, regime_B)
     return st.replace(forced_BN=_write(st.forced_BN, idx_B, reason_B, active_B),
                       regime_BN=_write(st.regime_BN, idx_B, regime_B, active_B),

@@ -22,6 +22,9 @@ import jax.numpy as jnp
 BITS = 1.0 / math.log(2.0)
 #: ln 2: multiply bits by NATS to get nats.
 NATS = math.log(2.0)
+#: DeepConf's k: its token confidence averages the log-probabilities of the top 20 tokens (the
+#: top-20 logprobs its vLLM runs return).
+CONFIDENCE_TOP_K = 20
 
 
 @flax.struct.dataclass
@@ -34,6 +37,10 @@ class LogitMetrics:
 
     entropy_B: jax.Array
     varentropy_B: jax.Array
+    #: DeepConf's token confidence (arXiv 2508.15260, eq. 2): C = -(1/k) sum_{j<=k} log p_(j) over
+    #: the k = CONFIDENCE_TOP_K most likely tokens, in nats; high when the top token dominates.
+    #: Only the recorded statistics read it, so XLA drops its top-k wherever it is unused.
+    confidence_B: jax.Array | None = None
 
 
 @flax.struct.dataclass
@@ -90,7 +97,17 @@ def logit_metrics(logits_BV: jax.Array) -> LogitMetrics:
     keep_BV = jnp.isfinite(logp_BV)
     ent_B, vent_B = _entropy_varentropy(logp_BV, keep_BV)
     zero = jnp.zeros_like(ent_B)
-    return LogitMetrics(entropy_B=jnp.where(valid_B, ent_B, zero), varentropy_B=jnp.where(valid_B, vent_B, zero))
+    return LogitMetrics(entropy_B=jnp.where(valid_B, ent_B, zero), varentropy_B=jnp.where(valid_B, vent_B, zero),
+                        confidence_B=jnp.where(valid_B, _top_k_confidence(logp_BV), zero))
+
+
+def _top_k_confidence(logp_BV: jax.Array) -> jax.Array:
+    """-(1/k) sum of the k largest log p (p = 0 entries, when fewer than k are possible, count as
+    the smallest float32 log p so the value stays finite). The barrier keeps XLA from fusing the
+    reduction into a full sort of the vocabulary (see `sampling.top_k`)."""
+    k = min(CONFIDENCE_TOP_K, logp_BV.shape[-1])
+    top_BK = jax.lax.optimization_barrier(jax.lax.top_k(logp_BV, k)[0])
+    return -jnp.mean(jnp.maximum(top_BK, jnp.log(jnp.finfo(jnp.float32).tiny)), axis=-1)
 
 
 def attention_metrics(scores_BHS: jax.Array, valid_BS: jax.Array) -> AttentionMetrics:

@@ -30,7 +30,7 @@ from entropix_s1.core.entropix import EntropixConfig, EntropixSampler
 from entropix_s1.errors import CheckpointError, ConfigError, InputError
 from entropix_s1.core.metrics import logit_metrics
 from entropix_s1.core.model import Params, score_logits
-from entropix_s1.results import GenerationResult, ProbeRecord, TraceStep
+from entropix_s1.results import GenerationResult, ProbeRecord, TraceStep, trace_confidence
 from entropix_s1.core.sampling import Greedy, Sample, Sampler
 from entropix_s1.core.tables import TokenTables, bucket
 from entropix_s1.host.scheduler import SCHEDULES, Schedule, SlotRun
@@ -423,7 +423,8 @@ class Model:
         probe = (int(tables.forced_len_R[codes.SEQ_CAP]), answer) if answer else (0, 0)
         P, N = bucket(max(len(r.ids) for r in rows)), bucket(max_new)
         cache_len = P + N + (64 if budget0 is not None else 0) + smp.lookahead_slots + (P if batch < len(rows) else 0)
-        controllers = budget_controllers(no_string=budget0 is not None and budget0.wait_text == "",
+        controllers = budget_controllers([r.budget for r in rows],
+                                         no_string=budget0 is not None and budget0.wait_text == "",
                                          sampler_controllers=smp.controllers(), probe_tokens=answer)
         return D.LoopSpec(self.config, smp, controllers, batch, P, N, cache_len, D.stage_windows(P, cache_len),
                           smp.metric_layers(self.config.n_layers), probe=probe)
@@ -514,18 +515,21 @@ class Model:
         for j, t in enumerate(ids):
             s_ = h["stats"][i, j]
             attn = dict(attn_entropy=float(s_[2]), attn_varentropy=float(s_[3]), agreement=float(s_[4]),
-                        interaction=float(s_[5])) if has_attn else dict.fromkeys(codes.STAT_NAMES[2:])
+                        interaction=float(s_[5])) if has_attn else dict.fromkeys(codes.STAT_NAMES[2:6])
             trace.append(TraceStep(
                 step=j, row=i if trace_row is None else trace_row, token_id=t, token=self.tokenizer.id_to_token(t), entropy=float(s_[0]),
                 varentropy=float(s_[1]), **attn, regime=codes.REGIME_NAMES[int(h["regime"][i, j])],
                 forced=codes.FORCED_NAMES[int(h["forced"][i, j])], phase="thinking" if j < boundary else "answer",
+                confidence=float(s_[6]),
             ))
+        confidence, lowest_group = trace_confidence([t.confidence for t in trace])
         return GenerationResult(
             prompt=r.prompt, token_ids=tuple(ids), text=text,
             thinking_text=decode(ids[start:boundary]) if thinking else "",
             answer_text=answer_text, thinking_tokens=int(h["think"][i]), answer_tokens=int(h["answer"][i]),
             waits_inserted=int(h["waits"][i]), pauses_inserted=int(h["pauses"][i]),
             stop_reason=codes.STOP_NAMES[int(h["stop"][i])], trace=tuple(trace), probes=self._probes(plan, i, h, decode),
+            confidence=confidence, lowest_group_confidence=lowest_group,
         )
 
     @staticmethod

@@ -41,7 +41,7 @@ WAIT_REASONS: tuple[str, ...] = ("wait", "wait:uncertain")
 PAUSE_REASONS: tuple[str, ...] = ("pause",)
 
 _INT_FIELDS = ("step", "row", "token_id")
-_METRIC_FIELDS = ("entropy", "varentropy", "attn_entropy", "attn_varentropy", "agreement", "interaction")
+_METRIC_FIELDS = ("entropy", "varentropy", "attn_entropy", "attn_varentropy", "agreement", "interaction", "confidence")
 _PHASES = ("thinking", "answer")
 
 
@@ -123,6 +123,8 @@ def write_trace(results: Sequence[GenerationResult] | Iterable[TraceStep], path:
 
 def _parse_step(obj: dict[str, Any], where: str) -> TraceStep:
     names = [f.name for f in dataclasses.fields(TraceStep)]
+    optional = {f.name for f in dataclasses.fields(TraceStep) if f.default is not dataclasses.MISSING}
+    obj = {n: None for n in optional} | obj  # fields added later (confidence) may be absent
     missing = [n for n in names if n not in obj]
     if missing:
         raise TraceError(f"{where}: missing field(s) {', '.join(missing)}")

@@ -7,6 +7,9 @@ thought, the cap, the graceful cap, a probe's early exit, AlphaOne, then a pause
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from entropix_s1.core.controllers.adaptive import AdaptiveExtend
 from entropix_s1.core.controllers.alphaone import AlphaOneEnd, AlphaOneWait
 from entropix_s1.core.controllers.base import Controller, Extension, RowView, Suppression, column
@@ -22,14 +25,17 @@ BUDGET_CONTROLLERS: tuple[type[Controller], ...] = (Prefill, NoThinking, Thinkin
                                                     AnswerCap, NoWait)
 
 
-def budget_controllers(*, no_string: bool = False, sampler_controllers: tuple[Controller, ...] = (),
-                       probe_tokens: int = 0) -> tuple[Controller, ...]:
-    """The loop's controllers in priority order; the sampler's (the entropix pause) come after
-    the caps and the methods' forced ends, so those always win over a pause. `probe_tokens`: the
-    answer length of the batch's probes (Dynasor keeps the last answer in its carry)."""
-    return (Prefill(), NoThinking(), ThinkingCap(), GracefulCap(), DeerExit(), EatExit(),
-            DynasorExit(answer_tokens=probe_tokens), AlphaOneEnd(), AlphaOneWait(), *sampler_controllers,
-            S1Extend(no_string=no_string), AdaptiveExtend(), AnswerCap(), NoWait())
+def budget_controllers(budgets: Sequence[Any] = (), *, no_string: bool = False,
+                       sampler_controllers: tuple[Controller, ...] = (), probe_tokens: int = 0) -> tuple[Controller, ...]:
+    """The loop's controllers in priority order, only those some row's budget uses (`used_by`);
+    the sampler's (the entropix pause) come after the caps and the methods' forced ends, so those
+    always win over a pause. `probe_tokens`: the answer length of the batch's probes (Dynasor keeps
+    the last answer in its carry)."""
+    every = (Prefill(), NoThinking(), ThinkingCap(), GracefulCap(), DeerExit(), EatExit(),
+             DynasorExit(answer_tokens=probe_tokens), AlphaOneEnd(), AlphaOneWait(), *sampler_controllers,
+             S1Extend(no_string=no_string), AdaptiveExtend(), AnswerCap(), NoWait())
+    rows = [b for b in budgets if b is not None]
+    return tuple(c for c in every if c in sampler_controllers or any(c.used_by(b) for b in rows))
 
 
 __all__ = ["AdaptiveExtend", "AlphaOneEnd", "AlphaOneWait", "AnswerCap", "BUDGET_CONTROLLERS", "Controller", "DeerExit",

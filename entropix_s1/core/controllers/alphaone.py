@@ -58,6 +58,10 @@ class AlphaOneEnd(Controller):
     ends_thinking = True
 
     @staticmethod
+    def used_by(budget) -> bool:
+        return budget.alpha is not None
+
+    @staticmethod
     def validate(budget) -> None:
         if budget.alpha is None:
             return
@@ -85,6 +89,10 @@ class AlphaOneWait(Controller):
 
     seq = codes.SEQ_WAIT_ALPHA
     counter = "waits_B"
+
+    @staticmethod
+    def used_by(budget) -> bool:
+        return budget.alpha is not None
 
     def pack(self, budgets: Sequence[Any]) -> AlphaKnobs:
         return _pack(budgets)

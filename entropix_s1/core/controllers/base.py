@@ -114,6 +114,12 @@ class Controller:
 
     # -- host side --
     @staticmethod
+    def used_by(budget: Any) -> bool:
+        """Rows with this Budget need the controller. The loop holds only the controllers some row
+        of the run uses, so a batch of plain caps compiles none of the other methods' logic."""
+        return True
+
+    @staticmethod
     def validate(budget: Any) -> None:
         """Raise ConfigError naming the Budget field when this method's knobs cannot work."""
 

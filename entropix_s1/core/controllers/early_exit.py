@@ -60,6 +60,10 @@ class DeerState:
 @dataclasses.dataclass(frozen=True)
 class DeerExit(_ProbeExit):
     @staticmethod
+    def used_by(budget) -> bool:
+        return budget.deer_threshold is not None
+
+    @staticmethod
     def validate(budget) -> None:
         _unit(budget, "deer_threshold")
 
@@ -96,6 +100,10 @@ class EatState:
 
 @dataclasses.dataclass(frozen=True)
 class EatExit(_ProbeExit):
+    @staticmethod
+    def used_by(budget) -> bool:
+        return budget.eat_threshold is not None
+
     @staticmethod
     def validate(budget) -> None:
         _unit(budget, "eat_threshold")
@@ -147,6 +155,10 @@ class DynasorState:
 @dataclasses.dataclass(frozen=True)
 class DynasorExit(_ProbeExit):
     answer_tokens: int = 8  # the probe's answer length (static: the carry holds the last answer)
+
+    @staticmethod
+    def used_by(budget) -> bool:
+        return budget.dynasor_streak is not None
 
     @staticmethod
     def validate(budget) -> None:

@@ -41,6 +41,10 @@ class GracefulCap(Controller):
     ends_thinking = True
 
     @staticmethod
+    def used_by(budget) -> bool:
+        return budget.soft_max_thinking_tokens is not None
+
+    @staticmethod
     def validate(budget) -> None:
         s = budget.soft_max_thinking_tokens
         if s is not None and (s < 0 or (budget.max_thinking_tokens is not None and s > budget.max_thinking_tokens)):

@@ -25,6 +25,10 @@ from entropix_s1.core.controllers.base import Controller, RowView, Suppression, 
 class NoWait(Controller):
     """Suppress the reflection tokens of thinking rows whose budget says `no_reflection`."""
 
+    @staticmethod
+    def used_by(budget) -> bool:
+        return bool(budget.no_reflection)
+
     def pack(self, budgets: Sequence[Any]):
         """[B] bool: the row suppresses reflection tokens."""
         return column(budgets, lambda b: b.no_reflection, False, bool)
@@ -42,6 +46,10 @@ class NoThinking(Controller):
 
     seq = codes.SEQ_NOTHINKING
     ends_thinking = True
+
+    @staticmethod
+    def used_by(budget) -> bool:
+        return bool(budget.no_thinking)
 
     def pack(self, budgets: Sequence[Any]):
         """[B] bool: the row skips its thinking."""
