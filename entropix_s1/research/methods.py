@@ -23,7 +23,7 @@ e.g. `entropix+deer:threshold=0.9,max=512`):
 
 | spec | method | its keys (defaults) |
 |---|---|---|
-| `alphaone` | AlphaOne | `alpha` (1.4), `base` (alpha_base_tokens, 256), `p` (alpha_wait_prob, 0.5), `breaks` (paragraph\|line) |
+| `alphaone` | AlphaOne | `alpha` (1.4), `base` (alpha_base_tokens, 256), `p` (alpha_wait_prob, 0.5), `breaks` (paragraph or line) |
 | `nowait` | NoWait | none |
 | `nothinking` | NoThinking | none |
 | `deer` | DEER | `threshold` (deer_threshold, 0.95), `probe` (probe_tokens, 8) |
