@@ -22,6 +22,11 @@ def _est(e: Estimate | None) -> str:
     return "—" if e is None else f"{100 * e.value:.1f}% [{100 * e.low:.1f}, {100 * e.high:.1f}]"
 
 
+def _vote(e: Estimate | None, problems: int) -> str:
+    """A vote's estimate, with its problem count when it covers fewer than the method's problems."""
+    return _est(e) + (f" (n={e.n})" if e is not None and e.n < problems else "")
+
+
 def _pts(x: float | None, sign: bool = False) -> str:
     return "—" if x is None else (f"{100 * x:+.1f}" if sign else f"{100 * x:.1f}")
 
@@ -51,7 +56,7 @@ def samples_section(stats: Mapping[str, SampleStats]) -> list[str]:
     ]
     for st in stats.values():
         k = st.samples
-        votes = " | ".join(_est(st.votes[v]) for v in VOTES)
+        votes = " | ".join(_vote(st.votes[v], st.problems) for v in VOTES)
         lines.append(f"| {_code(st.method)} | {st.problems} | {k}{'+' if st.max_samples > k else ''} | {st.seeds} "
                      f"| {_est(st.pass1)} | {_est(st.pass_at[k])} | {_est(st.maj_at[k])} | {votes} "
                      f"| {_pts(st.seed_sd_pass1)} | {_pts(st.seed_sd_maj)} | {st.mean_tokens:.1f} |")
