@@ -126,8 +126,8 @@ def parts(gsm8k_limit: int = 300, math500_limit: int = 500, samples: int = 8, se
         for m in MODELS:
             for ds in DATASETS:
                 k, s = (samples, seeds) if group == "maj" else (1, 1)
-                out.append(Part(f"{m.short}-{ds}-{group}", m, ds, limits[ds], tuple(expand_specs(_group_specs(m, group))),
-                                k, s, root))
+                methods = tuple(expand_specs(_group_specs(m, group)))
+                out.append(Part(f"{m.short}-{ds}-{group}", m, ds, limits[ds], methods, k, s, root))
     return out
 
 

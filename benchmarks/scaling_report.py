@@ -50,6 +50,10 @@ def _title(run_dir: Path, s: CompareSummary) -> str:
     return f"{MODEL_NAMES.get(model, model)} on {s.dataset or dataset} (n = {n})"
 
 
+def _metric(metric: str) -> str:
+    return "Pass@1" if metric == "pass1" else metric
+
+
 def _tokens(s: CompareSummary, method: str, metric: str) -> float:
     """Mean generated tokens per problem behind a paired row's value (k samples for a maj@k)."""
     k = int(metric.partition("@")[2]) if metric.startswith("maj@") else 1
@@ -64,15 +68,13 @@ def headline(s: CompareSummary) -> str:
     base = s.samples[s.baseline].pass1
     best = max(s.paired, key=lambda r: r.value)
     text = (f"Baseline `{s.baseline}`: {_pct(base.value)} [{_pct(base.low)}, {_pct(base.high)}] at "
-            f"{_tokens(s, s.baseline, 'pass1'):.0f} tokens per problem. Best: `{best.method}` "
-            f"{best.metric.replace('pass1', 'Pass@1')} {_pct(best.value)} at {_tokens(s, best.method, best.metric):.0f} "
-            f"tokens, Δ {100 * best.diff:+.1f} points [{100 * best.low:+.1f}, {100 * best.high:+.1f}], {best.test} "
-            f"p = {best.p:.2g} (n = {best.n}).")
+            f"{_tokens(s, s.baseline, 'pass1'):.0f} tokens per problem. Best: `{best.method}` {_metric(best.metric)} "
+            f"{_pct(best.value)} at {_tokens(s, best.method, best.metric):.0f} tokens, Δ {100 * best.diff:+.1f} points "
+            f"[{100 * best.low:+.1f}, {100 * best.high:+.1f}], {best.test} p = {best.p:.2g} (n = {best.n}).")
     sig = [r for r in s.paired if r.p < 0.05]
     if sig:
         text += " At p < 0.05 (uncorrected): " + "; ".join(
-            f"`{r.method}` {r.metric.replace('pass1', 'Pass@1')} {100 * r.diff:+.1f} points (p = {r.p:.2g})" for r in sig)
-        text += "."
+            f"`{r.method}` {_metric(r.metric)} {100 * r.diff:+.1f} points (p = {r.p:.2g})" for r in sig) + "."
     else:
         text += " No method differs from the baseline at p < 0.05."
     return text

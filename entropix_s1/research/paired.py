@@ -79,7 +79,8 @@ def _binary(values: Sequence[float]) -> bool:
     return all(v in (0.0, 1.0) for v in values)
 
 
-def compare_pair(method: str, metric: str, baseline: str, a: Mapping[str, float], b: Mapping[str, float]) -> PairedRow | None:
+def compare_pair(method: str, metric: str, baseline: str, a: Mapping[str, float],
+                 b: Mapping[str, float]) -> PairedRow | None:
     """Test per-problem values `a` (the method's) against `b` (the baseline's) on their shared
     problems; None when they share none."""
     ids = [pid for pid in a if pid in b]

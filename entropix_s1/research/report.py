@@ -126,7 +126,7 @@ def _summary_markdown(s: CompareSummary) -> str:
         lines += [f"{s.n_results} results from `{RESULTS_FILE}`.", "", "No results yet."]
         return "\n".join(lines) + "\n"
     lines += [_accuracy_note(s), ""]
-    lines += _methods_table(s.points, s.samples, s.families, s.plot_path is not None)
+    lines += _methods_and_families(s.points, s.samples, s.families, s.plot_path is not None)
     for section in (samples_section(s.samples), paired_section(s.paired, s.baseline),
                     scaling_section(s.curves, s.figure_path is not None)):
         if section:
@@ -142,10 +142,10 @@ def _accuracy_note(s: CompareSummary) -> str:
             "percentile bootstrap over problems; token, wait, Control and time columns are per sample.")
 
 
-def _methods_table(points: Sequence[MethodPoint], stats: Mapping[str, SampleStats], families: Sequence[FamilyMetrics],
-                   plot: bool) -> list[str]:
-    lines: list[str] = []
-    lines += [
+def _methods_and_families(points: Sequence[MethodPoint], stats: Mapping[str, SampleStats],
+                          families: Sequence[FamilyMetrics], plot: bool) -> list[str]:
+    """The Methods table (n = problems) and s1's Families table, as before samples existed."""
+    lines = [
         "## Methods",
         "",
         "| method | n | accuracy | 95% CI | mean thinking tokens | mean answer tokens | waits | pauses | probes "
@@ -154,7 +154,8 @@ def _methods_table(points: Sequence[MethodPoint], stats: Mapping[str, SampleStat
     ]
     for p in points:
         lines.append(
-            f"| `{_md_escape(p.method)}` | {stats[p.method].problems} | {_pct(p.accuracy)} | {_pct(p.ci_low)} – {_pct(p.ci_high)} "
+            f"| `{_md_escape(p.method)}` | {stats[p.method].problems} | {_pct(p.accuracy)} "
+            f"| {_pct(p.ci_low)} – {_pct(p.ci_high)} "
             f"| {p.mean_thinking_tokens:.1f} | {p.mean_answer_tokens:.1f} | {p.mean_waits:.2f} | {p.mean_pauses:.2f} "
             f"| {p.mean_probes:.2f} | {_pct(p.control)} | {p.errors} | {p.seconds_per_problem:.3f} |"
         )

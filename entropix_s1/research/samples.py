@@ -131,7 +131,8 @@ def _sample(record: Mapping[str, Any], dataset: str | None) -> Sample:
     )
 
 
-def group_samples(records: Iterable[Mapping[str, Any]], dataset: str | None = None) -> dict[str, dict[str, list[Sample]]]:
+def group_samples(records: Iterable[Mapping[str, Any]],
+                  dataset: str | None = None) -> dict[str, dict[str, list[Sample]]]:
     """method -> problem id -> its samples in (seed, sample) order; dataset: records' own if None."""
     out: dict[str, dict[str, list[Sample]]] = {}
     for r in records:
