@@ -9,7 +9,7 @@ from pathlib import Path
 
 from entropix_s1.io.catalog import DEFAULT_MODEL
 
-HELP = "accuracy vs thinking tokens for decoding methods on a dataset"
+HELP = "accuracy vs thinking tokens for decoding methods on a dataset (samples, votes, paired tests)"
 
 #: exit status after Ctrl-C (128 + SIGINT), as a shell reports it
 INTERRUPTED = 130
