@@ -1,4 +1,5 @@
-"""`entropix-s1 compare`: accuracy vs thinking tokens of decoding methods on a dataset (resumable)."""
+"""`entropix-s1 compare`: accuracy vs thinking tokens of decoding methods on a dataset (resumable),
+with K samples per problem and S seeds for sampling methods, and paired tests against a baseline."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from entropix_s1.io.catalog import DEFAULT_MODEL
 
-HELP = "accuracy vs thinking tokens for decoding methods on a dataset"
+HELP = "accuracy vs thinking tokens for decoding methods on a dataset (samples, votes, paired tests)"
 
 #: exit status after Ctrl-C (128 + SIGINT), as a shell reports it
 INTERRUPTED = 130
@@ -43,6 +44,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default=None, help="directory of the built-in dataset files "
                         "(default $ENTROPIX_S1_DATA or <repo>/../shared/data)")
     parser.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
+    parser.add_argument("--samples", type=int, default=1, metavar="K",
+                        help="samples per problem for every sampling method (default 1): K independent rows that "
+                             "continuous batching schedules like any other; the summary adds Pass@1 over samples, "
+                             "pass@k, maj@k and DeepConf's confidence-weighted votes. Deterministic (greedy) methods "
+                             "run once whatever K is. A larger K later adds only the missing samples")
+    parser.add_argument("--seeds", type=int, default=1, metavar="S",
+                        help="independent repeats of the whole run with seeds --seed .. --seed+S-1 (default 1), for "
+                             "the seed-to-seed standard deviation; sampling methods only")
+    parser.add_argument("--baseline", default=None, metavar="METHOD",
+                        help="the method the summary's paired tests compare against (exact McNemar / paired "
+                             "bootstrap; default: the largest plain cap budget:max=N, else the first method)")
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="max_new_tokens of methods without a thinking cap or max_new= (default 1024)")
     parser.add_argument("--template", default=None, choices=sorted(PROMPT_TEMPLATES),
@@ -62,16 +74,21 @@ def _interrupted(out: Path) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Validate everything cheap first (out dir, methods, dataset), then load the model and run."""
+    from entropix_s1.errors import ConfigError
     from entropix_s1.research.datasets import load_dataset
     from entropix_s1.research.methods import expand_specs, parse_method, parse_spec
-    from entropix_s1.research.runner import run_compare
+    from entropix_s1.research.runner import resolve_baseline, run_compare
     from entropix_s1.research.store import RESULTS_FILE, check_out_dir
 
     out = check_out_dir(args.out)
+    for flag, value in (("--samples", args.samples), ("--seeds", args.seeds)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
     specs = [parse_spec(s, default_max_new_tokens=args.max_new_tokens) for s in expand_specs(args.methods)]
     problems = load_dataset(args.dataset, data_dir=args.data_dir, question_field=args.question_field,
                             answer_field=args.answer_field, id_field=args.id_field, limit=args.limit)
     methods = [parse_method(s) for s in specs]
+    resolve_baseline(args.baseline, out, [m.name for m in methods])  # a bad --baseline fails before the model loads
     import entropix_s1  # lazy: `load` imports JAX
 
     try:
@@ -79,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         if not getattr(model, "has_chat_template", True):
             print(f"note: {model.name} has no chat template; prompts go in as raw text (after BOS)", file=sys.stderr)
         summary = run_compare(model, problems, methods, out, batch_size=args.batch_size, seed=args.seed,
-                              progress=not args.no_progress, template=args.template, schedule=args.schedule)
+                              progress=not args.no_progress, template=args.template, schedule=args.schedule,
+                              samples=args.samples, seeds=args.seeds, baseline=args.baseline)
     except KeyboardInterrupt:
         return _interrupted(out)
     print(summary.summary_path.read_text(encoding="utf-8"))

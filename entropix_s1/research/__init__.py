@@ -21,6 +21,11 @@ _EXPORTS: dict[str, str] = {
                      "pause_string_ablation", "wait_string_ablation", "waits_sweep"), "methods"),
     **dict.fromkeys(("FamilyMetrics", "MethodPoint", "control", "family_metrics", "performance", "scaling",
                      "sign_test", "wilson_interval"), "s1_metrics"),
+    **dict.fromkeys(("maj_at_k", "majority_vote", "pass_at_k", "weighted_vote"), "voting"),
+    **dict.fromkeys(("bootstrap_interval", "detectable_difference", "mcnemar_detectable_difference", "mcnemar_exact",
+                     "paired_bootstrap"), "stats"),
+    **dict.fromkeys(("SampleStats", "sample_stats", "group_samples"), "samples"),
+    **dict.fromkeys(("PairedRow", "paired_rows"), "paired"),
 }
 
 __all__ = sorted(_EXPORTS)
@@ -35,7 +40,12 @@ if TYPE_CHECKING:
     from entropix_s1.research.runner import run_compare
     from entropix_s1.research.s1_metrics import (FamilyMetrics, MethodPoint, control, family_metrics, performance,
                                                  scaling, sign_test, wilson_interval)
+    from entropix_s1.research.paired import PairedRow, paired_rows
+    from entropix_s1.research.samples import SampleStats, group_samples, sample_stats
+    from entropix_s1.research.stats import (bootstrap_interval, detectable_difference, mcnemar_detectable_difference,
+                                            mcnemar_exact, paired_bootstrap)
     from entropix_s1.research.store import read_results
+    from entropix_s1.research.voting import maj_at_k, majority_vote, pass_at_k, weighted_vote
 
 
 def __getattr__(name: str) -> Any:

@@ -103,6 +103,7 @@ __all__ = [
     "wait_string_ablation",
     "pause_string_ablation",
     "default_calibration_path",
+    "is_deterministic",
 ]
 
 SAMPLER_FAMILIES = ("greedy", "sample", "entropix")
@@ -468,6 +469,22 @@ def build_method(spec: MethodSpec) -> Method:
         raise ConfigError(f"unknown sampler kind {kind!r}")
     return Method(name=spec.name, family=spec.family, sampler=sampler, budget=spec.budget,
                   max_new_tokens=spec.max_new_tokens)
+
+
+def is_deterministic(method: str | MethodSpec | Method) -> bool:
+    """Whether every run of the method gives the same tokens, whatever the seed: the greedy
+    sampler under a budget with no random step (AlphaOne's wait draw is one when
+    0 < alpha_wait_prob < 1). `compare --samples/--seeds` runs such a method once. A Method whose
+    name is not a spec is judged by its sampler's class name (`Greedy`)."""
+    if isinstance(method, Method):
+        try:
+            method = parse_spec(method.name)
+        except ConfigError:
+            return type(method.sampler).__name__ == "Greedy" or method.sampler == "greedy"
+    spec = parse_spec(method) if isinstance(method, str) else method
+    b = spec.budget
+    alpha_draws = b.alpha is not None and 0.0 < b.alpha_wait_prob < 1.0
+    return spec.sampler_kind == "greedy" and not alpha_draws
 
 
 def parse_method(spec: str | MethodSpec | Method, *, default_max_new_tokens: int | None = None) -> Method:

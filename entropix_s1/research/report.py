@@ -1,25 +1,34 @@
-"""The report of a comparison: `summary.md` and `scaling.png`, rebuilt from `results.jsonl` alone.
+"""The report of a comparison: `summary.md` and its figures, rebuilt from `results.jsonl` alone.
 
-`summary.md`: per method n, accuracy with a 95% Wilson interval, mean thinking/answer tokens,
-waits, pauses, probes, Control; per family Scaling, Performance, Control (`s1_metrics`).
+`summary.md`: per method n (problems), accuracy (Pass@1: the mean over problems of the share of
+correct samples) with a 95% interval, mean thinking/answer tokens, waits, pauses, probes,
+Control; per family Scaling, Performance, Control (`s1_metrics`). With several samples, seeds or
+trace confidences, the sample metrics (`samples`: pass@k, maj@k, DeepConf's weighted votes, seed
+sds); with two methods or more, paired tests against a baseline with a power note (`paired`);
+with a method of K >= 2 samples, sequential vs parallel scaling (`scaling_figure`).
 `scaling.png`: accuracy vs mean thinking tokens, one line per family, 95% CI error bars (s1's
-Figure 1 layout). matplotlib is imported only when a plot is drawn.
+Figure 1 layout); `sequential_parallel.png`: accuracy vs total tokens, families and maj@k (s1's
+Figure 4), when a method has samples. matplotlib is imported only when a plot is drawn.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from entropix_s1.errors import ConfigError
 from entropix_s1.research.methods import parse_spec
+from entropix_s1.research.paired import PairedRow, choose_baseline, paired_rows
+from entropix_s1.research.report_sections import paired_section, samples_section, scaling_section
 from entropix_s1.research.s1_metrics import FamilyMetrics, MethodPoint, family_metrics, method_point
+from entropix_s1.research.samples import SampleStats, group_samples, sample_stats
+from entropix_s1.research.scaling_figure import FIGURE_FILE, Curve, save_figure, scaling_curves
 from entropix_s1.research.store import RESULTS_FILE, read_results, read_run_info, write_atomic
 
-__all__ = ["SUMMARY_FILE", "PLOT_FILE", "CompareSummary", "summarize", "plot_points", "save_report"]
+__all__ = ["SUMMARY_FILE", "PLOT_FILE", "FIGURE_FILE", "CompareSummary", "summarize", "plot_points", "save_report"]
 
 SUMMARY_FILE = "summary.md"
 PLOT_FILE = "scaling.png"
@@ -36,6 +45,11 @@ class CompareSummary:
     n_results: int
     summary_path: Path
     plot_path: Path | None
+    samples: Mapping[str, SampleStats] = dataclasses.field(default_factory=dict)
+    baseline: str | None = None
+    paired: tuple[PairedRow, ...] = ()
+    curves: tuple[Curve, ...] = ()
+    figure_path: Path | None = None
 
     def point(self, method: str) -> MethodPoint:
         for p in self.points:
@@ -70,30 +84,31 @@ def _family_and_bounds(recs: list[dict[str, Any]], method: str) -> tuple[str, in
         return method, None, None
 
 
-def _points(out_dir: Path, records: list[dict[str, Any]]) -> list[MethodPoint]:
+def _points(order: list[str], records: list[dict[str, Any]], stats: Mapping[str, SampleStats]) -> list[MethodPoint]:
+    """One point per method over all its runs (samples); accuracy and interval are its Pass@1's."""
     by_method: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         by_method.setdefault(str(r["method"]), []).append(r)
     points = []
-    for m in _method_order(out_dir, records):
+    for m in order:
         recs = by_method[m]
         family, bmin, bmax = _family_and_bounds(recs, m)
-        points.append(
-            method_point(
-                m,
-                family,
-                [bool(r.get("correct")) for r in recs],
-                [int(r.get("thinking_tokens") or 0) for r in recs],
-                budget_min=bmin,
-                budget_max=bmax,
-                answer_tokens=[int(r.get("answer_tokens") or 0) for r in recs],
-                waits=[int(r.get("waits") or 0) for r in recs],
-                pauses=[int(r.get("pauses") or 0) for r in recs],
-                probes=[int(r.get("probes") or 0) for r in recs],
-                errors=sum(1 for r in recs if r.get("error")),
-                seconds=[float(r.get("seconds") or 0.0) for r in recs],
-            )
+        pass1 = stats[m].pass1
+        point = method_point(
+            m,
+            family,
+            [bool(r.get("correct")) for r in recs],
+            [int(r.get("thinking_tokens") or 0) for r in recs],
+            budget_min=bmin,
+            budget_max=bmax,
+            answer_tokens=[int(r.get("answer_tokens") or 0) for r in recs],
+            waits=[int(r.get("waits") or 0) for r in recs],
+            pauses=[int(r.get("pauses") or 0) for r in recs],
+            probes=[int(r.get("probes") or 0) for r in recs],
+            errors=sum(1 for r in recs if r.get("error")),
+            seconds=[float(r.get("seconds") or 0.0) for r in recs],
         )
+        points.append(dataclasses.replace(point, accuracy=pass1.value, ci_low=pass1.low, ci_high=pass1.high))
     return points
 
 
@@ -105,15 +120,32 @@ def _md_escape(s: str) -> str:
     return s.replace("|", "\\|")
 
 
-def _summary_markdown(dataset: str | None, points: list[MethodPoint], families: list[FamilyMetrics],
-                      n_results: int, plot: bool) -> str:
-    lines = [f"# entropix-s1 compare: {dataset or 'unknown dataset'}", ""]
-    lines.append(f"{n_results} results from `{RESULTS_FILE}`; accuracy intervals are 95% Wilson score intervals.")
-    lines.append("")
-    if not points:
-        lines.append("No results yet.")
+def _summary_markdown(s: CompareSummary) -> str:
+    lines = [f"# entropix-s1 compare: {s.dataset or 'unknown dataset'}", ""]
+    if not s.points:
+        lines += [f"{s.n_results} results from `{RESULTS_FILE}`.", "", "No results yet."]
         return "\n".join(lines) + "\n"
-    lines += [
+    lines += [_accuracy_note(s), ""]
+    lines += _methods_and_families(s.points, s.samples, s.families, s.plot_path is not None)
+    for section in (samples_section(s.samples), paired_section(s.paired, s.baseline),
+                    scaling_section(s.curves, s.figure_path is not None)):
+        if section:
+            lines += [""] + section
+    return "\n".join(lines) + "\n"
+
+
+def _accuracy_note(s: CompareSummary) -> str:
+    if all(st.max_samples == 1 for st in s.samples.values()):
+        return f"{s.n_results} results from `{RESULTS_FILE}`; accuracy intervals are 95% Wilson score intervals."
+    return (f"{s.n_results} results from `{RESULTS_FILE}`; n counts problems; accuracy is Pass@1 (the mean over "
+            "problems of the share of correct samples) with a 95% Wilson interval for one sample per problem, else a "
+            "percentile bootstrap over problems; token, wait, Control and time columns are per sample.")
+
+
+def _methods_and_families(points: Sequence[MethodPoint], stats: Mapping[str, SampleStats],
+                          families: Sequence[FamilyMetrics], plot: bool) -> list[str]:
+    """The Methods table (n = problems) and s1's Families table, as before samples existed."""
+    lines = [
         "## Methods",
         "",
         "| method | n | accuracy | 95% CI | mean thinking tokens | mean answer tokens | waits | pauses | probes "
@@ -122,7 +154,8 @@ def _summary_markdown(dataset: str | None, points: list[MethodPoint], families: 
     ]
     for p in points:
         lines.append(
-            f"| `{_md_escape(p.method)}` | {p.n} | {_pct(p.accuracy)} | {_pct(p.ci_low)} – {_pct(p.ci_high)} "
+            f"| `{_md_escape(p.method)}` | {stats[p.method].problems} | {_pct(p.accuracy)} "
+            f"| {_pct(p.ci_low)} – {_pct(p.ci_high)} "
             f"| {p.mean_thinking_tokens:.1f} | {p.mean_answer_tokens:.1f} | {p.mean_waits:.2f} | {p.mean_pauses:.2f} "
             f"| {p.mean_probes:.2f} | {_pct(p.control)} | {p.errors} | {p.seconds_per_problem:.3f} |"
         )
@@ -145,7 +178,7 @@ def _summary_markdown(dataset: str | None, points: list[MethodPoint], families: 
     ]
     if plot:
         lines += ["", f"![accuracy vs thinking tokens]({PLOT_FILE})"]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _short_label(method: str, family: str) -> str:
@@ -216,8 +249,19 @@ def _plot(path: Path, dataset: str | None, points: list[MethodPoint], families: 
     os.replace(tmp, path)
 
 
-def summarize(out_dir: str | os.PathLike[str]) -> CompareSummary:
-    """Rebuild summary.md and scaling.png of `out_dir` from its results.jsonl alone."""
+def _baseline(out: Path, order: list[str], requested: str | None) -> str | None:
+    """`requested` (ConfigError if it has no results), else run.json's if it has results, else the default."""
+    if requested is not None:
+        return choose_baseline(order, requested)
+    stored = read_run_info(out).get("baseline")
+    return choose_baseline(order, stored if stored in order else None)
+
+
+def summarize(out_dir: str | os.PathLike[str], *, baseline: str | None = None) -> CompareSummary:
+    """Rebuild summary.md and the figures of `out_dir` from its results.jsonl alone.
+
+    baseline: the method of the paired tests (default: the one `run.json` names, else the
+    largest plain cap `budget:max=N`, else the first method)."""
     out = Path(out_dir)
     if not out.is_dir():
         raise ConfigError(f"{out} is not a directory with compare results")
@@ -225,21 +269,33 @@ def summarize(out_dir: str | os.PathLike[str]) -> CompareSummary:
     dataset = read_run_info(out).get("dataset")
     if dataset is None and records:
         dataset = records[0].get("dataset")
-    points = _points(out, records)
+    order = _method_order(out, records)
+    grouped = group_samples(records, dataset)
+    stats = {m: sample_stats(m, grouped[m]) for m in order}
+    points = _points(order, records, stats)
     families = family_metrics(points)
-    plot_path: Path | None = None
+    base = _baseline(out, order, baseline)
+    curves = scaling_curves(families, stats)
+    plot_path = figure_path = None
     if points:
         plot_path = out / PLOT_FILE
         _plot(plot_path, dataset, points, families)
-    summary_path = out / SUMMARY_FILE
-    write_atomic(summary_path,
-                  _summary_markdown(dataset, points, families, len(records), plot_path is not None).encode("utf-8"))
-    return CompareSummary(
+    if any(c.kind == "parallel" for c in curves):
+        figure_path = save_figure(out / FIGURE_FILE, curves,
+                                  f"{dataset or ''}: sequential vs parallel scaling (95% CI)".strip(": "))
+    summary = CompareSummary(
         out_dir=out,
         dataset=dataset,
         points=tuple(points),
         families=tuple(families),
         n_results=len(records),
-        summary_path=summary_path,
+        summary_path=out / SUMMARY_FILE,
         plot_path=plot_path,
+        samples=stats,
+        baseline=base,
+        paired=tuple(paired_rows(grouped, base)) if base is not None else (),
+        curves=tuple(curves),
+        figure_path=figure_path,
     )
+    write_atomic(summary.summary_path, _summary_markdown(summary).encode("utf-8"))
+    return summary

@@ -62,17 +62,15 @@ def sign_test(wins: int, losses: int) -> float:
 
     `wins`: problems only the first method gets right; `losses`: only the second. Under the null
     that either method is equally likely to be the one right on a discordant problem, the wins are
-    Binomial(wins + losses, 1/2): scipy's exact `binomtest` (two-sided). Ties carry no
-    information and are left out, so p = 1 with no discordant problem. Paired, it is far more
-    sensitive than comparing two Wilson intervals when both methods see the same few problems.
+    Binomial(wins + losses, 1/2); `stats.mcnemar_exact` computes the two-sided p exactly. Ties
+    carry no information and are left out, so p = 1 with no discordant problem. Paired, it is far
+    more sensitive than comparing two Wilson intervals when both methods see the same few problems.
     """
     if wins < 0 or losses < 0:
         raise ValueError(f"wins and losses must be >= 0, got {wins}, {losses}")
-    if wins + losses == 0:
-        return 1.0
-    from scipy.stats import binomtest
+    from entropix_s1.research.stats import mcnemar_exact  # numpy: imported when a test is run
 
-    return min(1.0, float(binomtest(wins, wins + losses, 0.5).pvalue))
+    return mcnemar_exact(wins, losses)
 
 
 def control(thinking_tokens: Iterable[int | float], a_min: int | None, a_max: int | None) -> float | None:

@@ -1,15 +1,19 @@
 """The resumable results store of a comparison: `results.jsonl`, `run.json` and a lock, in one out dir.
 
-`results.jsonl` holds one JSON object per (problem id, method). Records are appended a batch at a
-time in one write, then flushed and fsync'ed, so a crash loses at most the batch in flight. A
-last line cut short by a crash (no trailing newline) is an unfinished write: readers ignore it,
-and `repair_results` truncates it away before appending, so it is recomputed once and never
-duplicated. Complete lines that are not records are skipped with a warning. The first record of
-a duplicated (id, method) pair wins.
+`results.jsonl` holds one JSON object per (problem id, method, seed, sample): `compare --samples K
+--seeds S` writes K samples per problem for each of S seeds. Records written before samples
+existed have no `sample` or `seed`: they read as sample 0 of the directory's first seed (the
+`seed` of `run.json`), so old results files stay valid and are resumed, not redone. Records are
+appended a batch at a time in one write, then flushed and fsync'ed, so a crash loses at most the
+batch in flight. A last line cut short by a crash (no trailing newline) is an unfinished write:
+readers ignore it, and `repair_results` truncates it away before appending, so it is recomputed
+once and never duplicated. Complete lines that are not records are skipped with a warning. The
+first record of a duplicated key wins.
 
-`run.json` records what the directory holds (dataset, prompt template, seed, methods, model and
-weights sha256), so a run on another dataset, template or model is refused instead of mixed in.
-A lock file keeps two runs from writing one out dir.
+`run.json` records what the directory holds (dataset, prompt template, first seed, methods, the
+paired-test baseline if one was named, model and weights sha256), so a run on another dataset,
+template or model is refused instead of mixed in. A lock file keeps two runs from writing one
+out dir.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ __all__ = [
     "write_atomic",
     "read_run_info",
     "check_run_file",
+    "record_key",
 ]
 
 RESULTS_FILE = "results.jsonl"
@@ -53,16 +58,30 @@ def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
     return out
 
 
-def _records(path: Path) -> list[dict[str, Any]]:
-    """Records of the complete lines of a results file, first of duplicates kept."""
+def record_key(record: dict[str, Any]) -> tuple[str, str, int, int]:
+    """(id, method, seed, sample): what one record is the result of."""
+    return str(record["id"]), str(record["method"]), int(record["seed"]), int(record["sample"])
+
+
+def _records(path: Path, default_seed: int) -> list[dict[str, Any]]:
+    """Records of the complete lines of a results file, first of duplicates kept; a record without
+    `sample` / `seed` gets sample 0 / `default_seed`."""
     bad: list[JSONLError] = []
     records: list[dict[str, Any]] = []
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, int, int]] = set()
     for _, obj in iter_jsonl(path, unfinished_tail=True, on_error=bad.append):
         if "id" not in obj or "method" not in obj:
             bad.append(JSONLError("no id or method"))
             continue
-        key = (str(obj["id"]), str(obj["method"]))
+        if obj.get("sample") is None:
+            obj["sample"] = 0
+        if obj.get("seed") is None:
+            obj["seed"] = default_seed
+        try:
+            key = record_key(obj)
+        except (TypeError, ValueError):
+            bad.append(JSONLError("seed or sample is not an integer"))
+            continue
         if key not in seen:
             seen.add(key)
             records.append(obj)
@@ -71,18 +90,24 @@ def _records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def _first_seed(out_dir: Path) -> int:
+    seed = read_run_info(out_dir).get("seed")
+    return seed if isinstance(seed, int) else 0
+
+
 def read_results(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Records of `out_dir/results.jsonl` (unfinished last line ignored, first of duplicates kept).
-    Does not modify the file."""
+    """Records of `out_dir/results.jsonl` (unfinished last line ignored, first of duplicates kept;
+    old records as sample 0 of the first seed). Does not modify the file."""
     path = Path(out_dir) / RESULTS_FILE
-    return _records(path) if path.is_file() else []
+    return _records(path, _first_seed(Path(out_dir))) if path.is_file() else []
 
 
-def repair_results(path: Path) -> list[dict[str, Any]]:
-    """Read the results file and cut off an unfinished last line, so appends start clean."""
+def repair_results(path: Path, default_seed: int = 0) -> list[dict[str, Any]]:
+    """Read the results file (as `read_results`, old records as sample 0 of `default_seed`) and
+    cut off an unfinished last line, so appends start clean."""
     if not path.is_file():
         return []
-    records = _records(path)
+    records = _records(path, default_seed)
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
     if end != len(data):
@@ -163,15 +188,21 @@ def _refuse_other_run(out_dir: Path, old: dict[str, Any], dataset: str, template
 
 
 def check_run_file(out_dir: Path, dataset: str, template: str, seed: int, methods: list[str],
-                   model_name: str | None, weights_sha256: str | None = None) -> None:
-    """Refuse an out dir of another dataset, template or model; else (re)write its `run.json`."""
+                   model_name: str | None, weights_sha256: str | None = None,
+                   baseline: str | None = None) -> dict[str, Any]:
+    """Refuse an out dir of another dataset, template or model; else (re)write its `run.json`
+    and return what it now says. Its `seed` stays the first run's: the seed of old records and of
+    deterministic methods."""
     old = read_run_info(out_dir)
     _refuse_other_run(out_dir, old, dataset, template, weights_sha256)
     if old.get("seed") not in (None, seed):
-        print(f"entropix-s1 compare: note: {out_dir} was started with seed {old['seed']}, resuming with {seed}",
-              file=sys.stderr)
+        print(f"entropix-s1 compare: note: {out_dir} was started with seed {old['seed']}; sampling methods add "
+              f"seed {seed}'s samples to it, deterministic methods keep seed {old['seed']}'s", file=sys.stderr)
     merged = list(old.get("methods", []))
     merged += [m for m in methods if m not in merged]
     info = {"dataset": dataset, "template": template, "seed": old.get("seed", seed), "methods": merged,
             "model": old.get("model") or model_name, "weights_sha256": old.get("weights_sha256") or weights_sha256}
+    if baseline or old.get("baseline"):
+        info["baseline"] = baseline or old["baseline"]
     write_atomic(out_dir / RUN_FILE, (json.dumps(info, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    return info

@@ -1,0 +1,113 @@
+"""benchmarks/scaling_experiment.py (its parts, commands and CPU-time plan) and
+benchmarks/scaling_report.py (every figure and table from results files), without a model."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+experiment = _load("scaling_experiment")
+report = _load("scaling_report")
+
+
+def test_parts_cover_the_planned_experiment() -> None:
+    ps = experiment.parts()
+    assert len(ps) == 16 and len({p.name for p in ps}) == 16
+    assert len({p.out for p in ps}) == 4  # one out dir per (model, dataset), four parts each
+    assert [p.name.rsplit("-", 1)[1] for p in ps[:4]] == ["seq"] * 4  # the cheap group first
+    think = {p.name: p for p in ps if p.model.short == "think"}
+    seq = think["think-gsm8k-seq"]
+    assert seq.limit == 300 and think["think-math500-seq"].limit == 500
+    assert sum(m.startswith("budget:max=") and "waits" not in m for m in seq.methods) == 4  # four cap levels
+    assert {"budget:max=256,waits=1", "budget:max=256,waits=2", "greedy", "adaptive-budget:max=256,waits=2"} <= \
+        set(seq.methods)
+    assert {m.split(":")[0] for m in think["think-gsm8k-methods"].methods} == {"nowait", "nothinking", "deer", "eat",
+                                                                               "graceful"}
+    maj = think["think-gsm8k-maj"]
+    assert maj.methods == ("sample+budget:t=0.7,max=256",) and (maj.samples, maj.seeds) == (8, 2)
+    assert maj.rows(maj.methods[0]) == 300 * 16 and seq.rows("greedy") == 300
+
+
+def test_command(tmp_path: Path) -> None:
+    p = experiment.parts(gsm8k_limit=5, samples=4, seeds=1, root=tmp_path)[0]
+    cmd = experiment.command(p, batch_size=8)
+    assert cmd[cmd.index("--samples") + 1] == "1" and cmd[cmd.index("--baseline") + 1] == "budget:max=256"
+    assert cmd[cmd.index("--template") + 1] == "plain" and cmd[cmd.index("--limit") + 1] == "5"
+    assert cmd[cmd.index("--out") + 1] == str(tmp_path / "think_gsm8k")
+
+
+def test_run_part_logs_its_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = tmp_path / "argv.json"
+    script = f"import json, sys; json.dump(sys.argv[1:], open({str(seen)!r}, 'w'))"
+    monkeypatch.setenv("ENTROPIX_S1_CLI", shlex.join([sys.executable, "-c", script]))
+    p = experiment.parts(gsm8k_limit=2, root=tmp_path)[-4]  # think-gsm8k-maj
+    assert experiment.run_part(p, batch_size=4) == 0
+    argv = json.loads(seen.read_text())
+    assert argv[:2] == ["compare", "--model"] and argv[argv.index("--samples") + 1] == "8"
+    (log,) = [json.loads(x) for x in (tmp_path / "part_times.jsonl").read_text().splitlines()]
+    assert log["part"] == "think-gsm8k-maj" and log["rows"] == 0
+
+
+def test_plan_states_rows_tokens_and_hours(capsys: pytest.CaptureFixture[str]) -> None:
+    assert experiment.main(["plan", "think-gsm8k-seq", "think-gsm8k-maj", "--gsm8k-limit", "10"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| `")}
+    assert rows["`think-gsm8k-seq`"].split("|")[3].strip() == "80"  # 8 deterministic methods x 10 problems
+    assert rows["`think-gsm8k-maj`"].split("|")[3].strip() == "160"  # 10 problems x 8 samples x 2 seeds
+    assert "**total**" in out and "think tokens/s: " in out
+    # a cap clips the natural length; a wait lengthens it
+    natural = (100.0, 10.0)
+    assert experiment.tokens_per_row("budget:max=32", natural) == 42
+    assert experiment.tokens_per_row("budget:max=512,waits=1", natural) == pytest.approx(150)
+    assert experiment.tokens_per_row("greedy", None) == 1024  # no committed lengths: the upper bound
+    with pytest.raises(SystemExit):
+        experiment.main(["plan", "no-such-part"])
+
+
+def _rec(pid: str, method: str, correct: bool, seed: int = 0, sample: int = 0, tokens: int = 50) -> dict:
+    return {"id": pid, "dataset": "gsm8k", "method": method, "prediction": "1" if correct else "2", "gold": "1",
+            "correct": correct, "seed": seed, "sample": sample, "thinking_tokens": tokens, "answer_tokens": 5,
+            "budget_max": 256 if "max=" in method else None, "confidence": 1.0 + sample / 10,
+            "lowest_group_confidence": 0.5}
+
+
+def test_report_regenerates_figures_and_tables(tmp_path: Path) -> None:
+    run = tmp_path / "scaling" / "think_gsm8k"
+    run.mkdir(parents=True)
+    recs = [_rec(f"p{i}", "budget:max=256", i < 4) for i in range(10)]
+    recs += [_rec(f"p{i}", "budget:max=64", i < 1, tokens=40) for i in range(10)]
+    recs += [_rec(f"p{i}", "sample+budget:t=0.7,max=256", (i + k) % 3 != 0, k // 2, k % 2) for i in range(10)
+             for k in range(4)]
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    (run / "run.json").write_text(json.dumps({"dataset": "gsm8k", "seed": 0, "baseline": "budget:max=256",
+                                              "methods": ["budget:max=64", "budget:max=256",
+                                                          "sample+budget:t=0.7,max=256"]}))
+    img, md = tmp_path / "fig.png", tmp_path / "exp.md"
+    argv = ["--results", str(tmp_path / "scaling"), "--img", str(img), "--md", str(md)]
+    assert report.main(argv) == 0
+    text = md.read_text()
+    assert img.read_bytes()[:4] == b"\x89PNG" and (run / "sequential_parallel.png").is_file()
+    assert "## Headlines" in text and "thinking SmolLM2-135M on gsm8k (n = 10)" in text
+    assert "Baseline `budget:max=256`: 40.0%" in text
+    assert "### Paired tests against `budget:max=256`" in text and "maj@4" in text
+    assert "McNemar" in text and "Power:" in text
+    first = text
+    assert report.main(argv) == 0
+    assert md.read_text() == first  # the same results give the same tables
+    assert report.main(["--results", str(tmp_path / "none"), "--md", str(md)]) == 2
