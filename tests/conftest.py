@@ -16,6 +16,22 @@ def shared_dir() -> Path:
     return Path(env) if env else Path(__file__).parents[1].parent / "shared"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's caches of compiled programs after each test module. XLA:CPU maps memory for
+    every program it compiles and the jit caches keep them all alive, so one xdist worker that
+    compiled half the suite reached the kernel's vm.max_map_count (65530 mappings: its core file
+    had 65211) and segfaulted inside XLA's compile. Programs shared across modules come back from
+    the persistent compilation cache."""
+    yield
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     path = shared_dir()
