@@ -13,8 +13,8 @@ has one out dir, `benchmarks/results/scaling/<model>_<dataset>/`, that four part
 | part | methods | samples |
 |---|---|---|
 | `seq` | greedy; s1 caps (4 levels, the model's); 1 and 2 "Wait" at the top cap; adaptive budget | 1 (deterministic) |
-| `methods` | NoWait, NoThinking, DEER, EAT, graceful cap, all at the top cap | 1 (deterministic) |
-| `random` | AlphaOne (random wait draws), entropix, entropix + the top cap | 1 sample, 1 seed |
+| `methods` | NoThinking, NoWait, graceful cap, EAT, DEER, Dynasor-CoT, at the top cap | 1 (deterministic) |
+| `random` | AlphaOne (random wait draws), entropix under the top cap | 1 sample, 1 seed |
 | `maj` | sampling at t = 0.7 under the top cap | `--samples` x `--seeds` (8 x 2: maj@k up to k = 16) |
 
 Each part is one `entropix-s1 compare` call (`--baseline` the top plain cap). Re-running a part
@@ -65,13 +65,16 @@ class ModelSetup:
     template: str | None  # None: the dataset's prompt
     caps: tuple[int, int, int, int]
     alphaone: str  # AlphaOne at the top cap, with the options that fit the model's writing
+    graceful_soft: int  # the graceful cap's soft cap (grace window 64 tokens): near the natural length
 
 
 MODELS = (
-    # the thinking SmolLM2 thinks ~130 tokens on GSM8K and writes one step per line (docs/methods.md)
-    ModelSetup("smollm2-135m-think", "think", "plain", (32, 64, 128, 256), "alphaone:max={top},base=128,breaks=line"),
+    # the thinking SmolLM2 thinks ~130 tokens on GSM8K (a few rows run to 512) and writes one step
+    # per line (docs/methods.md); the caps are those of the committed s1 experiment
+    ModelSetup("smollm2-135m-think", "think", "plain", (64, 128, 256, 512), "alphaone:max={top},base=128,breaks=line",
+               128),
     # Qwen's replies run ~280 tokens on GSM8K; AlphaOne's defaults put its moment at 1.4 x 256 < 512
-    ModelSetup("qwen2.5-coder-0.5b-instruct", "qwen", None, (64, 128, 256, 512), "alphaone:max={top}"),
+    ModelSetup("qwen2.5-coder-0.5b-instruct", "qwen", None, (64, 128, 256, 512), "alphaone:max={top}", 256),
 )
 DATASETS = ("gsm8k", "math500")
 #: (model short name, dataset) -> (committed results dir, method): the least constrained run there is
@@ -110,9 +113,12 @@ class Part:
 def _group_specs(m: ModelSetup, group: str) -> str:
     top, caps = m.caps[-1], ",".join(map(str, m.caps))
     return {
-        "seq": f"greedy;budget:max={{{caps}}};budget:max={top},waits={{1,2}};adaptive-budget:max={top},waits=2",
-        "methods": f"nowait:max={top};nothinking:max={top};deer:max={top};eat:max={top};graceful:soft={top - 64}",
-        "random": f"{m.alphaone.format(top=top)};entropix;entropix+budget:max={top}",
+        "seq": f"budget:max={top};greedy;budget:max={{{caps}}};budget:max={top},waits={{1,2}};"
+               f"adaptive-budget:max={top},waits=1",
+        "methods": f"nothinking:max={top};nowait:max={top};graceful:soft={m.graceful_soft};eat:max={top};"
+                   f"deer:max={top};dynasor:max={top}",
+        # entropix under the top cap only: unbounded it runs to max_new_tokens at half greedy's speed
+        "random": f"{m.alphaone.format(top=top)};entropix+budget:max={top}",
         "maj": f"sample+budget:t=0.7,max={top}",
     }[group]
 

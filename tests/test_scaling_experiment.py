@@ -35,19 +35,19 @@ def test_parts_cover_the_planned_experiment() -> None:
     seq = think["think-gsm8k-seq"]
     assert seq.limit == 300 and think["think-math500-seq"].limit == 500
     assert sum(m.startswith("budget:max=") and "waits" not in m for m in seq.methods) == 4  # four cap levels
-    assert {"budget:max=256,waits=1", "budget:max=256,waits=2", "greedy", "adaptive-budget:max=256,waits=2"} <= \
+    assert {"budget:max=512,waits=1", "budget:max=512,waits=2", "greedy", "adaptive-budget:max=512,waits=1"} <= \
         set(seq.methods)
     assert {m.split(":")[0] for m in think["think-gsm8k-methods"].methods} == {"nowait", "nothinking", "deer", "eat",
-                                                                               "graceful"}
+                                                                               "graceful", "dynasor"}
     maj = think["think-gsm8k-maj"]
-    assert maj.methods == ("sample+budget:t=0.7,max=256",) and (maj.samples, maj.seeds) == (8, 2)
+    assert maj.methods == ("sample+budget:t=0.7,max=512",) and (maj.samples, maj.seeds) == (8, 2)
     assert maj.rows(maj.methods[0]) == 300 * 16 and seq.rows("greedy") == 300
 
 
 def test_command(tmp_path: Path) -> None:
     p = experiment.parts(gsm8k_limit=5, samples=4, seeds=1, root=tmp_path)[0]
     cmd = experiment.command(p, batch_size=8)
-    assert cmd[cmd.index("--samples") + 1] == "1" and cmd[cmd.index("--baseline") + 1] == "budget:max=256"
+    assert cmd[cmd.index("--samples") + 1] == "1" and cmd[cmd.index("--baseline") + 1] == "budget:max=512"
     assert cmd[cmd.index("--template") + 1] == "plain" and cmd[cmd.index("--limit") + 1] == "5"
     assert cmd[cmd.index("--out") + 1] == str(tmp_path / "think_gsm8k")
 
