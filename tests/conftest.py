@@ -16,8 +16,17 @@ def shared_dir() -> Path:
     return Path(env) if env else Path(__file__).parents[1].parent / "shared"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _persistent_compilation_cache():
+    """Every test process (both xdist workers) shares JAX's persistent compilation cache, so a
+    program one worker compiled, or one dropped below, is loaded instead of compiled again."""
+    from entropix_s1.host.engine import enable_compilation_cache
+
+    enable_compilation_cache()
+
+
 @pytest.fixture(autouse=True, scope="module")
-def _release_compiled_programs():
+def _release_compiled_programs(_persistent_compilation_cache):
     """Drop JAX's caches of compiled programs after each test module. XLA:CPU maps memory for
     every program it compiles and the jit caches keep them all alive, so one xdist worker that
     compiled half the suite reached the kernel's vm.max_map_count (65530 mappings: its core file

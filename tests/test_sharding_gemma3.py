@@ -1,7 +1,7 @@
 """Gemma 3's shapes on a device mesh: one KV head for four query heads (270M, 1B). tp replicates
 the KV head and splits the query heads (tp = 2, 4), tp = 8 is refused naming the sizes; and a tiny
 random gemma3 checkpoint (1 KV head, sliding window 8, prompts past it) generates the same tokens,
-forced reasons and metrics on meshes 1x2, 1x4 and 2x2 as on one device. The multi-device run is a
+forced reasons and metrics on meshes 1x4 and 2x2 as on one device. The multi-device run is a
 subprocess with 8 simulated CPU devices (about a CPU-minute)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 HERE = Path(__file__).resolve().parent
-MESHES = ("1x2", "1x4", "2x2")
+MESHES = ("1x4", "2x2")  # tp 4 over one KV head (replicated); dp 2 x tp 2
 
 SCRIPT = textwrap.dedent(
     """
@@ -97,7 +97,7 @@ def test_tiny_gemma3_sharded_matches_one_device(tmp_path):
             a, b = np.array(sum(got["stats"], []), float), np.array(sum(ref["stats"], []), float)
             assert (np.isnan(a) == np.isnan(b)).all()
             assert np.nan_to_num(np.abs(a - b)).max() <= 1e-4, (name, mesh)
-    assert res["kv_replicas@1x4"] == 4 and res["kv_replicas@1x2"] == 2 and res["kv_replicas@2x2"] == 2
+    assert res["kv_replicas@1x4"] == 4 and res["kv_replicas@2x2"] == 2
     specs = res["specs@1x4"]
     assert specs[".layers[0].wqkv_DKCH"] == "P(None, 'tp', None, None)"  # the 4 copies of the KV head
     assert specs[".layers[0].post_attn_norm_D"] == specs[".layers[0].post_mlp_norm_D"] == "P(None,)"
