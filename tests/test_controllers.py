@@ -70,3 +70,21 @@ def test_a_new_method_is_one_class_in_the_spec(m):
     assert np.asarray(st.think_B).tolist() == [3, 3] and np.asarray(st.stop_B).tolist() == [codes.STOP_MAX_NEW] * 2
     assert int(jnp.max(base.think_B)) > 3  # without it the rows think on
     assert np.asarray(st.out_BN)[0, :4].tolist() == np.asarray(base.out_BN)[0, :4].tolist()  # same tokens until the stop
+
+
+def test_the_loop_holds_only_the_controllers_its_rows_use():
+    """`budget_controllers(budgets)` keeps s1's controllers for any thinking row and each method's
+    only when some row's budget turns it on, in the fixed priority order; no budget, none."""
+    from entropix_s1.core.controllers import budget_controllers
+
+    def names(budgets):
+        return [type(c).__name__ for c in budget_controllers(budgets)]
+
+    s1 = ["Prefill", "ThinkingCap", "S1Extend", "AdaptiveExtend", "AnswerCap"]
+    assert names([None, None]) == []
+    assert names([Budget(max_thinking_tokens=64), None]) == s1
+    mixed = [Budget(max_thinking_tokens=64, no_reflection=True), Budget(deer_threshold=0.9), None,
+             Budget(max_thinking_tokens=64, alpha=1.4)]
+    assert names(mixed) == ["Prefill", "ThinkingCap", "DeerExit", "AlphaOneEnd", "AlphaOneWait", "S1Extend",
+                            "AdaptiveExtend", "AnswerCap", "NoWait"]
+    assert "GracefulCap" in names([Budget(max_thinking_tokens=192, soft_max_thinking_tokens=128)])
