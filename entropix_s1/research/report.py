@@ -25,7 +25,7 @@ from entropix_s1.research.paired import PairedRow, choose_baseline, paired_rows
 from entropix_s1.research.report_sections import paired_section, samples_section, scaling_section
 from entropix_s1.research.s1_metrics import FamilyMetrics, MethodPoint, family_metrics, method_point
 from entropix_s1.research.samples import SampleStats, group_samples, sample_stats
-from entropix_s1.research.scaling_figure import FIGURE_FILE, Curve, save_figure, scaling_curves
+from entropix_s1.research.scaling_figure import FIGURE_FILE, Curve, finish_axes, save_figure, scaling_curves
 from entropix_s1.research.store import RESULTS_FILE, read_results, read_run_info, write_atomic
 
 __all__ = ["SUMMARY_FILE", "PLOT_FILE", "FIGURE_FILE", "CompareSummary", "summarize", "plot_points", "save_report"]
@@ -211,17 +211,7 @@ def plot_points(ax: Any, points: Sequence[MethodPoint], families: Sequence[Famil
             lab = _short_label(p.method, f.family)
             if lab:  # staggered up/down so the labels of neighbouring points do not overprint
                 ax.annotate(lab, (xi, yi), textcoords="offset points", xytext=(4, (4, -11, 14)[k % 3]), fontsize=7)
-    if xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) > 8:
-        from matplotlib.ticker import ScalarFormatter
-
-        ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.set_xlabel("mean thinking tokens")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    if families:
-        ax.legend(fontsize=8, loc="best")
+    finish_axes(ax, xs_all, "mean thinking tokens", title, legend_size=8 if families else None)
 
 
 def save_report(fig: Any, img: str | os.PathLike[str], md_lines: Sequence[str], md: str | os.PathLike[str]) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 from entropix_s1.research.s1_metrics import FamilyMetrics, scaling
 from entropix_s1.research.samples import Estimate, SampleStats
 
-__all__ = ["FIGURE_FILE", "CurvePoint", "Curve", "scaling_curves", "plot_curves", "save_figure"]
+__all__ = ["FIGURE_FILE", "CurvePoint", "Curve", "scaling_curves", "plot_curves", "save_figure", "finish_axes"]
 
 FIGURE_FILE = "sequential_parallel.png"
 
@@ -91,17 +91,23 @@ def plot_curves(ax: Any, curves: Sequence[Curve], title: str = "", colors: Any =
         if c.kind == "parallel":
             for p, xi, yi in zip(c.points, x, y, strict=True):
                 ax.annotate(p.label, (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    finish_axes(ax, xs, "mean total generated tokens per problem", title, legend_size=7 if curves else None)
+
+
+def finish_axes(ax: Any, xs: Sequence[float], xlabel: str, title: str, legend_size: int | None) -> None:
+    """Labels, grid and legend of an accuracy-vs-tokens panel; token counts that span more than
+    8x go on a log2 axis (with plain numbers), so both short and long methods stay readable."""
     if xs and min(xs) > 0 and max(xs) / min(xs) > 8:
         from matplotlib.ticker import ScalarFormatter
 
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.set_xlabel("mean total generated tokens per problem")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    if curves:
-        ax.legend(fontsize=7, loc="best")
+    if legend_size is not None:
+        ax.legend(fontsize=legend_size, loc="best")
 
 
 def save_figure(path: str | os.PathLike[str], curves: Sequence[Curve], title: str) -> Path:
