@@ -92,8 +92,9 @@ class Budget:
 
     @property
     def probing(self) -> bool:
-        """A method of this budget probes (DEER, EAT, Dynasor): the loop compiles the probe."""
-        return self.deer_threshold is not None or self.eat_threshold is not None or self.dynasor_streak is not None
+        """A method of this budget probes (DEER, EAT, Dynasor): the loop compiles the probe. Read
+        from the controllers themselves, so a new probing method needs no change here."""
+        return any(c.probes and c.used_by(self) for c in BUDGET_CONTROLLERS)
 
     def __post_init__(self) -> None:
         if isinstance(self.think_end, str):
