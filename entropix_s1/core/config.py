@@ -37,6 +37,33 @@ class RopeScaling:
     original_max_position_embeddings: int
 
 
+def _gemma3_rope(hf: dict[str, Any]) -> tuple[float, float, float | None]:
+    """Gemma 3's (global theta, local theta, linear scaling factor or None) from `rope_parameters`
+    per layer type, a single `rope_parameters` dict, or the older `rope_scaling` /
+    `rope_local_base_freq` fields."""
+    rope = hf.get("rope_parameters") or {}
+    full = dict(rope.get("full_attention") or {})
+    local = dict(rope.get("sliding_attention") or {})
+    if "rope_type" in rope and not full:  # one dict for every layer type
+        full = dict(rope)
+    legacy = hf.get("rope_scaling") or {}
+    full = {**legacy, **full}
+    theta = float(full.get("rope_theta", hf.get("rope_theta", 1_000_000.0)))
+    local_theta = float(local.get("rope_theta", hf.get("rope_local_base_freq", 10_000.0)))
+    linear = None
+    full_type = full.get("rope_type", full.get("type", "default"))
+    if full_type == "linear":
+        linear = float(full["factor"])
+    elif full_type != "default":
+        raise UnsupportedArchitectureError(f"gemma3_text full_attention rope_type {full_type!r} is not supported "
+                                           "(default, linear)")
+    local_type = local.get("rope_type", "default")
+    if local_type != "default":
+        raise UnsupportedArchitectureError(f"gemma3_text sliding_attention rope_type {local_type!r} is not "
+                                           "supported (default)")
+    return theta, local_theta, linear
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     arch: str
@@ -256,26 +283,7 @@ class ModelConfig:
             raise CheckpointError("config.json lacks required field 'sliding_window' (layer_types has local layers)")
         windows = tuple(int(window) if t == "sliding_attention" else None for t in layer_types)
 
-        rope = hf.get("rope_parameters") or {}
-        full = dict(rope.get("full_attention") or {})
-        local = dict(rope.get("sliding_attention") or {})
-        if "rope_type" in rope and not full:  # one dict for every layer type
-            full = dict(rope)
-        legacy = hf.get("rope_scaling") or {}
-        full = {**legacy, **full}
-        theta = float(full.get("rope_theta", hf.get("rope_theta", 1_000_000.0)))
-        local_theta = float(local.get("rope_theta", hf.get("rope_local_base_freq", 10_000.0)))
-        linear = None
-        full_type = full.get("rope_type", full.get("type", "default"))
-        if full_type == "linear":
-            linear = float(full["factor"])
-        elif full_type != "default":
-            raise UnsupportedArchitectureError(f"gemma3_text full_attention rope_type {full_type!r} is not supported "
-                                               "(default, linear)")
-        local_type = local.get("rope_type", "default")
-        if local_type != "default":
-            raise UnsupportedArchitectureError(f"gemma3_text sliding_attention rope_type {local_type!r} is not "
-                                               "supported (default)")
+        theta, local_theta, linear = _gemma3_rope(hf)
         n_heads = int(need("num_attention_heads"))
         dim = int(need("hidden_size"))
         eos = hf.get("eos_token_id", 1)
