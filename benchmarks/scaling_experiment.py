@@ -22,21 +22,25 @@ skips its finished (problem, method, seed, sample) rows, so a killed part resume
 stopped and a larger `--samples`/`--seeds` adds only the new rows. Every finished part appends
 its wall time to `benchmarks/results/scaling/part_times.jsonl`, to check the plan against.
 
-`plan` estimates each part's CPU time: rows x estimated tokens per row / tokens per second.
-Tokens per row: the model's natural thinking and answer lengths on the dataset, read from a
-committed comparison (a "Wait" adds 40% thinking, a cap clips it), or the method's max_new_tokens
-where no committed run exists (an upper bound). Tokens per second: the research throughput
-benchmark's continuous-batching measurement (`benchmarks/results/research_throughput/`, run
-`python benchmarks/research_throughput.py --models MODEL` to add a model), else the model's
-committed `compare` timings (static batches on the older engine: conservative), times each
-method's speed relative to the plain cap, measured on committed runs of the thinking SmolLM2
-(DEER's and EAT's probes, AlphaOne, entropix's branches). The estimate is printed with its sources.
+`plan` estimates each part's CPU time, in all and still to run: rows x estimated tokens per row /
+tokens per second, where the rows still to run are those without a record in the part's out dir.
+The experiment's own records come first, since they were measured at its batch size and prompts:
+Tokens per row: the mean thinking and answer lengths of the baseline cap in the out dir, else the
+model's natural lengths on the dataset from an older committed comparison, else the method's
+max_new_tokens (an upper bound); a "Wait" adds 40% thinking, a cap clips it. Tokens per second:
+the out dir's records (tokens over their `seconds`, which add up to each method's wall time),
+else the research throughput benchmark's continuous-batching measurement
+(`benchmarks/results/research_throughput/`), else the model's older `compare` timings (static
+batches: conservative). Each method's speed relative to the plain cap comes from the out dir when
+it holds both, else from committed runs of the thinking SmolLM2 (DEER's and EAT's probes,
+AlphaOne, entropix's branches). The estimate is printed with its sources.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import shlex
@@ -48,6 +52,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a source checkout without installing
 
+from entropix_s1.research.datasets import load_dataset  # noqa: E402
 from entropix_s1.research.methods import expand_specs, is_deterministic, parse_spec  # noqa: E402
 from entropix_s1.research.store import read_results  # noqa: E402
 
@@ -140,8 +145,19 @@ def parts(gsm8k_limit: int = 300, math500_limit: int = 500, samples: int = 8, se
 # ----------------------------------------------------------------------------------- plan
 
 
-def _mean_lengths(run_dir: Path, method: str) -> tuple[float, float] | None:
-    recs = [r for r in read_results(run_dir) if r["method"] == method]
+@functools.lru_cache(maxsize=None)
+def _records(run_dir: Path) -> list[dict]:
+    """The records of a results dir, read once per plan (the plan reads each dir per method)."""
+    return read_results(run_dir)
+
+
+@functools.lru_cache(maxsize=None)
+def _problem_ids(dataset: str, limit: int) -> frozenset[str]:
+    return frozenset(p.id for p in load_dataset(dataset, limit=limit))
+
+
+def _mean_lengths(recs: list[dict], method: str) -> tuple[float, float] | None:
+    recs = [r for r in recs if r["method"] == method]
     if not recs:
         return None
     return (sum(r["thinking_tokens"] for r in recs) / len(recs), sum(r["answer_tokens"] for r in recs) / len(recs))
@@ -149,8 +165,11 @@ def _mean_lengths(run_dir: Path, method: str) -> tuple[float, float] | None:
 
 def natural_lengths(part: Part) -> tuple[tuple[float, float] | None, str]:
     """Mean (thinking, answer) tokens of the model on the dataset, and where they come from."""
+    own = _mean_lengths(_records(part.out), part.baseline)
+    if own:
+        return own, f"{part.out.relative_to(part.root.parent)} `{part.baseline}`"
     src = NATURAL.get((part.model.short, part.dataset))
-    lengths = _mean_lengths(RESULTS / src[0], src[1]) if src else None
+    lengths = _mean_lengths(_records(RESULTS / src[0]), src[1]) if src else None
     return lengths, (f"{src[0]} `{src[1]}`" if lengths else "none committed: max_new_tokens (upper bound)")
 
 
@@ -176,27 +195,46 @@ def _throughput_rows() -> list[dict]:
     return rows
 
 
-def tokens_per_second(m: ModelSetup) -> tuple[float, str]:
-    """Continuous-batching decode tokens/s of the model (research throughput), else from timings."""
+def _tokens_per_s(recs: list[dict], keep=lambda method: True) -> float | None:
+    """Generated tokens over wall seconds of the records whose method passes `keep`."""
+    recs = [r for r in recs if keep(r["method"])]
+    secs = sum(float(r.get("seconds") or 0) for r in recs)
+    return sum(r["thinking_tokens"] + r["answer_tokens"] for r in recs) / secs if secs else None
+
+
+def _plain(method: str) -> bool:
+    """Decoded at the plain loop's speed: no entropix branches, no probes (the cap-like methods)."""
+    return parse_spec(method).sampler_kind != "entropix" and method.partition(":")[0] in {
+        "budget", "greedy", "sample+budget", "nothinking", "nowait", "graceful"}
+
+
+def tokens_per_second(part: Part) -> tuple[float, str]:
+    """Decode tokens/s of the part's model: the plain methods of its out dir (else of the model's
+    other out dirs), else the research throughput benchmark (continuous batching), else older
+    committed timings."""
+    dirs = sorted(part.root.glob(f"{part.model.short}_*"))  # the model's out dirs, this dataset's first
+    for d in sorted(dirs, key=lambda d: d != part.out):
+        if own := _tokens_per_s(_records(d), _plain):
+            return own, f"{d.relative_to(part.root.parent)} records (plain methods)"
+    m = part.model
     rows = [r for r in _throughput_rows() if r["model"] == m.name and r["schedule"] == "continuous"
             and "entropix" not in r["method"]]
     if rows:
         best = max(rows, key=lambda r: r["problems"])
         return best["tokens_per_s"], f"research_throughput, {best['problems']} problems, `{best['method']}`"
     run_dir, method = TIMINGS[m.short]
-    recs = [r for r in read_results(RESULTS / run_dir) if r["method"] == method]
-    tokens = sum(r["thinking_tokens"] + r["answer_tokens"] for r in recs)
-    return tokens / sum(r["seconds"] for r in recs), f"{run_dir} `{method}` timings (static batches: conservative)"
+    tps = _tokens_per_s(_records(RESULTS / run_dir), lambda name: name == method)
+    return tps, f"{run_dir} `{method}` timings (static batches: conservative)"
 
 
-def _tokens_per_s_of(run_dir: str, method: str) -> float | None:
-    recs = [r for r in read_results(RESULTS / run_dir) if r["method"] == method]
-    secs = sum(float(r.get("seconds") or 0) for r in recs)
-    return sum(r["thinking_tokens"] + r["answer_tokens"] for r in recs) / secs if secs else None
-
-
-def relative_speed(method: str) -> float:
-    """The method's tokens/s over the plain cap's, from committed runs of the thinking SmolLM2."""
+def relative_speed(method: str, part: Part | None = None) -> float:
+    """The method's tokens/s over the plain cap's: measured in the part's out dir when it holds
+    both, else on committed runs of the thinking SmolLM2."""
+    if part is not None:
+        recs = _records(part.out)
+        base, this = _tokens_per_s(recs, _plain), _tokens_per_s(recs, lambda name: name == method)
+        if base and this:
+            return this / base
     spec = parse_spec(method)
     if spec.sampler_kind == "entropix":
         ent = [r for r in _throughput_rows() if r.get("entropix_over_greedy") and r["schedule"] == "continuous"]
@@ -207,30 +245,54 @@ def relative_speed(method: str) -> float:
                 "graceful": "graceful:soft=128"}
     if head not in measured:
         return 1.0
-    base, this = _tokens_per_s_of("methods_think_gsm8k", "budget:max=256"), _tokens_per_s_of("methods_think_gsm8k",
-                                                                                              measured[head])
+    recs = _records(RESULTS / "methods_think_gsm8k")
+    base = _tokens_per_s(recs, lambda name: name == "budget:max=256")
+    this = _tokens_per_s(recs, lambda name: name == measured[head])
     return this / base if base and this else 1.0
 
 
+def rows_done(part: Part, method: str) -> int:
+    """Records of `method` in the part's out dir that the part asks for (its problems, samples, seeds)."""
+    recs = _records(part.out)
+    if not recs:
+        return 0
+    ids = _problem_ids(part.dataset, part.limit)
+    k, s = (1, 1) if is_deterministic(method) else (part.samples, part.seeds)
+    seed0 = min(int(r["seed"]) for r in recs)
+    return len({(r["id"], r["seed"], r["sample"]) for r in recs if r["method"] == method and r["id"] in ids
+                and r["sample"] < k and seed0 <= r["seed"] < seed0 + s})
+
+
+def part_cost(p: Part) -> tuple[float, float, float]:
+    """Estimated (tokens, CPU seconds, CPU seconds still to run) of a part."""
+    natural, _ = natural_lengths(p)
+    tps, _ = tokens_per_second(p)
+    tokens = secs = left = 0.0
+    for m in p.methods:
+        per_row = tokens_per_row(m, natural)
+        row_s = per_row / (tps * relative_speed(m, p))
+        tokens += p.rows(m) * per_row
+        secs += p.rows(m) * row_s
+        left += (p.rows(m) - rows_done(p, m)) * row_s
+    return tokens, secs, left
+
+
 def plan(all_parts: list[Part]) -> list[str]:
-    """The plan as markdown: per part its rows, tokens and CPU hours, with the sources."""
-    lines = ["| part | methods | rows | est. tokens | est. CPU h |", "|---|---:|---:|---:|---:|"]
+    """The plan as markdown: per part its rows (done), tokens and CPU hours (left), with the sources."""
+    lines = ["| part | methods | rows | done | est. tokens | est. CPU h | left CPU h |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     notes: dict[str, str] = {}
-    total_h = 0.0
+    total_h = left_h = 0.0
     for p in all_parts:
-        natural, src = natural_lengths(p)
-        tps, tsrc = tokens_per_second(p.model)
-        notes[f"{p.model.short}/{p.dataset} lengths"] = src
-        notes[f"{p.model.short} tokens/s"] = f"{tps:.1f} ({tsrc})"
-        tokens = secs = 0.0
-        for m in p.methods:
-            t = p.rows(m) * tokens_per_row(m, natural)
-            tokens += t
-            secs += t / (tps * relative_speed(m))
-        total_h += secs / 3600
-        lines.append(f"| `{p.name}` | {len(p.methods)} | {sum(p.rows(m) for m in p.methods)} | {tokens:,.0f} "
-                     f"| {secs / 3600:.1f} |")
-    lines.append(f"| **total** | | | | **{total_h:.1f}** |")
+        notes[f"{p.model.short}/{p.dataset} lengths"] = natural_lengths(p)[1]
+        tps, tsrc = tokens_per_second(p)
+        notes[f"{p.model.short}/{p.dataset} tokens/s"] = f"{tps:.1f} ({tsrc})"
+        tokens, secs, left = part_cost(p)
+        total_h, left_h = total_h + secs / 3600, left_h + left / 3600
+        lines.append(f"| `{p.name}` | {len(p.methods)} | {sum(p.rows(m) for m in p.methods)} "
+                     f"| {sum(rows_done(p, m) for m in p.methods)} | {tokens:,.0f} | {secs / 3600:.1f} "
+                     f"| {left / 3600:.1f} |")
+    lines.append(f"| **total** | | | | | **{total_h:.1f}** | **{left_h:.1f}** |")
     lines += ["", "Sources:"] + [f"- {k}: {v}" for k, v in notes.items()]
     return lines
 

@@ -70,7 +70,9 @@ def test_plan_states_rows_tokens_and_hours(capsys: pytest.CaptureFixture[str]) -
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| `")}
     assert rows["`think-gsm8k-seq`"].split("|")[3].strip() == "80"  # 8 deterministic methods x 10 problems
     assert rows["`think-gsm8k-maj`"].split("|")[3].strip() == "160"  # 10 problems x 8 samples x 2 seeds
-    assert "**total**" in out and "think tokens/s: " in out
+    assert "**total**" in out and "think/gsm8k tokens/s: " in out
+    # this committed part is finished: 10 of its 10 problems for every method, nothing left
+    assert rows["`think-gsm8k-seq`"].split("|")[4].strip() == "80" and rows["`think-gsm8k-seq`"].split("|")[7].strip() == "0.0"
     # a cap clips the natural length; a wait lengthens it
     natural = (100.0, 10.0)
     assert experiment.tokens_per_row("budget:max=32", natural) == 42
@@ -78,6 +80,35 @@ def test_plan_states_rows_tokens_and_hours(capsys: pytest.CaptureFixture[str]) -
     assert experiment.tokens_per_row("greedy", None) == 1024  # no committed lengths: the upper bound
     with pytest.raises(SystemExit):
         experiment.main(["plan", "no-such-part"])
+
+
+def test_plan_reads_the_experiments_own_records(tmp_path: Path) -> None:
+    """Rows already in the out dir count as done, and their lengths and speed replace the older
+    committed sources (the records' `seconds` add up to each method's wall time)."""
+    run = tmp_path / "think_gsm8k"
+    run.mkdir()
+    ids = [f"gsm8k-{i}" for i in range(4)]
+    recs = [{"id": i, "method": "budget:max=512", "seed": 0, "sample": 0, "thinking_tokens": 90, "answer_tokens": 10,
+             "seconds": 1.0} for i in ids]
+    recs += [{"id": i, "method": "entropix+budget:max=512", "seed": 0, "sample": 0, "thinking_tokens": 90,
+              "answer_tokens": 10, "seconds": 4.0} for i in ids[:2]]
+    recs += [{"id": ids[0], "method": "budget:max=512,waits=1", "seed": 0, "sample": 0, "thinking_tokens": 150,
+              "answer_tokens": 10, "seconds": 1.5}]
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    (run / "run.json").write_text(json.dumps({"dataset": "gsm8k", "seed": 0, "methods": []}))
+    seq, _, rand, _ = [p for p in experiment.parts(gsm8k_limit=4, root=tmp_path) if p.name.startswith("think-gsm8k")]
+    assert experiment.rows_done(seq, "budget:max=512") == 4 and experiment.rows_done(rand, "entropix+budget:max=512") == 2
+    assert experiment.natural_lengths(seq)[0] == (90.0, 10.0)
+    tps, src = experiment.tokens_per_second(seq)
+    assert tps == pytest.approx((400 + 160) / 5.5) and "think_gsm8k records" in src
+    assert experiment.relative_speed("entropix+budget:max=512", rand) == pytest.approx((200 / 8) / tps)
+    lines = experiment.plan([seq, rand])
+    row = {x.split("|")[1].strip(): x.split("|") for x in lines if x.startswith("| `")}
+    assert row["`think-gsm8k-seq`"][4].strip() == "5"  # the 4 caps and the one row with a wait
+    assert row["`think-gsm8k-random`"][4].strip() == "2"
+    tokens, secs, left = experiment.part_cost(rand)
+    # 2 methods x 4 rows x 100 tokens; the 2 entropix rows done took 4 s each at entropix's measured speed
+    assert tokens == 800 and left == pytest.approx(secs - 2 * 4.0)
 
 
 def _rec(pid: str, method: str, correct: bool, seed: int = 0, sample: int = 0, tokens: int = 50) -> dict:

@@ -90,14 +90,20 @@ def run(args: argparse.Namespace) -> int:
     methods = [parse_method(s) for s in specs]
     resolve_baseline(args.baseline, out, [m.name for m in methods])  # a bad --baseline fails before the model loads
     import entropix_s1  # lazy: `load` imports JAX
+    from entropix_s1.cli.interrupt import notice_on_interrupt
 
+    notice = (f"\nentropix-s1 compare: Ctrl-C received; stopping. Finished results are already in "
+              f"{out / RESULTS_FILE}; a compile or decode step that is running ends first (up to about a minute "
+              "on a CPU).")
     try:
-        model = entropix_s1.load(args.model)
-        if not getattr(model, "has_chat_template", True):
-            print(f"note: {model.name} has no chat template; prompts go in as raw text (after BOS)", file=sys.stderr)
-        summary = run_compare(model, problems, methods, out, batch_size=args.batch_size, seed=args.seed,
-                              progress=not args.no_progress, template=args.template, schedule=args.schedule,
-                              samples=args.samples, seeds=args.seeds, baseline=args.baseline)
+        with notice_on_interrupt(notice):
+            model = entropix_s1.load(args.model)
+            if not getattr(model, "has_chat_template", True):
+                print(f"note: {model.name} has no chat template; prompts go in as raw text (after BOS)",
+                      file=sys.stderr)
+            summary = run_compare(model, problems, methods, out, batch_size=args.batch_size, seed=args.seed,
+                                  progress=not args.no_progress, template=args.template, schedule=args.schedule,
+                                  samples=args.samples, seeds=args.seeds, baseline=args.baseline)
     except KeyboardInterrupt:
         return _interrupted(out)
     print(summary.summary_path.read_text(encoding="utf-8"))
