@@ -61,8 +61,8 @@ def _tokens(s: CompareSummary, method: str, metric: str) -> float:
 
 
 def headline(s: CompareSummary) -> str:
-    """One honest sentence or three: the baseline, the best row (with its token cost), what
-    differs at p < 0.05."""
+    """A few honest sentences: the baseline, the best row (with its token cost), entropix against
+    the baseline (the experiment's question), what differs at p < 0.05."""
     if not s.paired or s.baseline is None:
         return "Fewer than two methods: nothing to compare yet."
     base = s.samples[s.baseline].pass1
@@ -71,6 +71,12 @@ def headline(s: CompareSummary) -> str:
             f"{_tokens(s, s.baseline, 'pass1'):.0f} tokens per problem. Best: `{best.method}` {_metric(best.metric)} "
             f"{_pct(best.value)} at {_tokens(s, best.method, best.metric):.0f} tokens, Δ {100 * best.diff:+.1f} points "
             f"[{100 * best.low:+.1f}, {100 * best.high:+.1f}], {best.test} p = {best.p:.2g} (n = {best.n}).")
+    entropix = [r for r in s.paired if "entropix" in r.method and r.metric == "pass1"]
+    for r in entropix:  # the question the experiment is for: entropy-adaptive decoding vs the plain cap
+        text += (f" Entropy-adaptive `{r.method}`: {_pct(r.value)} at {_tokens(s, r.method, 'pass1'):.0f} tokens, "
+                 f"Δ {100 * r.diff:+.1f} points [{100 * r.low:+.1f}, {100 * r.high:+.1f}]"
+                 + (f", {r.wins} problems only it solves and {r.losses} only the baseline" if r.wins is not None
+                    else "") + f", {r.test} p = {r.p:.2g}.")
     sig = [r for r in s.paired if r.p < 0.05]
     if sig:
         text += " At p < 0.05 (uncorrected): " + "; ".join(

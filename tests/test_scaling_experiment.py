@@ -123,12 +123,13 @@ def test_report_regenerates_figures_and_tables(tmp_path: Path) -> None:
     run.mkdir(parents=True)
     recs = [_rec(f"p{i}", "budget:max=256", i < 4) for i in range(10)]
     recs += [_rec(f"p{i}", "budget:max=64", i < 1, tokens=40) for i in range(10)]
+    recs += [_rec(f"p{i}", "entropix+budget:max=256", 1 <= i < 6) for i in range(10)]  # 2 only it, 1 only the cap
     recs += [_rec(f"p{i}", "sample+budget:t=0.7,max=256", (i + k) % 3 != 0, k // 2, k % 2) for i in range(10)
              for k in range(4)]
     (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     (run / "run.json").write_text(json.dumps({"dataset": "gsm8k", "seed": 0, "baseline": "budget:max=256",
                                               "methods": ["budget:max=64", "budget:max=256",
-                                                          "sample+budget:t=0.7,max=256"]}))
+                                                          "sample+budget:t=0.7,max=256", "entropix+budget:max=256"]}))
     img, md = tmp_path / "fig.png", tmp_path / "exp.md"
     argv = ["--results", str(tmp_path / "scaling"), "--img", str(img), "--md", str(md)]
     assert report.main(argv) == 0
@@ -136,6 +137,8 @@ def test_report_regenerates_figures_and_tables(tmp_path: Path) -> None:
     assert img.read_bytes()[:4] == b"\x89PNG" and (run / "sequential_parallel.png").is_file()
     assert "## Headlines" in text and "thinking SmolLM2-135M on gsm8k (n = 10)" in text
     assert "Baseline `budget:max=256`: 40.0%" in text
+    assert "Entropy-adaptive `entropix+budget:max=256`: 50.0% at 55 tokens, Δ +10.0 points" in text
+    assert "2 problems only it solves and 1 only the baseline, McNemar p = 1" in text
     assert "### Paired tests against `budget:max=256`" in text and "maj@4" in text
     assert "McNemar" in text and "Power:" in text
     first = text
