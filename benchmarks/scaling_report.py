@@ -67,8 +67,9 @@ def headline(s: CompareSummary) -> str:
         return "Fewer than two methods: nothing to compare yet."
     base = s.samples[s.baseline].pass1
     best = max(s.paired, key=lambda r: r.value)
+    lead = "Best" if best.diff > 0 else "No method scores above it; the closest"
     text = (f"Baseline `{s.baseline}`: {_pct(base.value)} [{_pct(base.low)}, {_pct(base.high)}] at "
-            f"{_tokens(s, s.baseline, 'pass1'):.0f} tokens per problem. Best: `{best.method}` {_metric(best.metric)} "
+            f"{_tokens(s, s.baseline, 'pass1'):.0f} tokens per problem. {lead}: `{best.method}` {_metric(best.metric)} "
             f"{_pct(best.value)} at {_tokens(s, best.method, best.metric):.0f} tokens, Δ {100 * best.diff:+.1f} points "
             f"[{100 * best.low:+.1f}, {100 * best.high:+.1f}], {best.test} p = {best.p:.2g} (n = {best.n}).")
     entropix = [r for r in s.paired if "entropix" in r.method and r.metric == "pass1"]

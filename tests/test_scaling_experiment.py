@@ -130,6 +130,13 @@ def test_report_regenerates_figures_and_tables(tmp_path: Path) -> None:
     (run / "run.json").write_text(json.dumps({"dataset": "gsm8k", "seed": 0, "baseline": "budget:max=256",
                                               "methods": ["budget:max=64", "budget:max=256",
                                                           "sample+budget:t=0.7,max=256", "entropix+budget:max=256"]}))
+    worse = tmp_path / "scaling" / "qwen_gsm8k"  # a panel where no method beats the baseline
+    worse.mkdir()
+    recs = [_rec(f"p{i}", "budget:max=256", i < 4) for i in range(10)] + [_rec(f"p{i}", "budget:max=64", i < 1)
+                                                                            for i in range(10)]
+    (worse / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    (worse / "run.json").write_text(json.dumps({"dataset": "gsm8k", "seed": 0, "baseline": "budget:max=256",
+                                                "methods": ["budget:max=64", "budget:max=256"]}))
     img, md = tmp_path / "fig.png", tmp_path / "exp.md"
     argv = ["--results", str(tmp_path / "scaling"), "--img", str(img), "--md", str(md)]
     assert report.main(argv) == 0
@@ -139,6 +146,8 @@ def test_report_regenerates_figures_and_tables(tmp_path: Path) -> None:
     assert "Baseline `budget:max=256`: 40.0%" in text
     assert "Entropy-adaptive `entropix+budget:max=256`: 50.0% at 55 tokens, Δ +10.0 points" in text
     assert "2 problems only it solves and 1 only the baseline, McNemar p = 1" in text
+    assert "Qwen2.5-Coder-0.5B-Instruct on gsm8k (n = 10)" in text
+    assert "No method scores above it; the closest: `budget:max=64` Pass@1 10.0%" in text
     assert "### Paired tests against `budget:max=256`" in text and "maj@4" in text
     assert "McNemar" in text and "Power:" in text
     first = text
