@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))  # run from a source checkout without installing
 
 from entropix_s1.research.compare import CompareSummary, save_report, summarize  # noqa: E402
 from entropix_s1.research.report_sections import paired_section, samples_section, scaling_section  # noqa: E402
+from entropix_s1.research.samples import VOTES  # noqa: E402
 from entropix_s1.research.scaling_figure import plot_curves  # noqa: E402
 
 MODEL_NAMES = {"think": "thinking SmolLM2-135M", "qwen": "Qwen2.5-Coder-0.5B-Instruct"}
@@ -55,9 +56,11 @@ def _metric(metric: str) -> str:
 
 
 def _tokens(s: CompareSummary, method: str, metric: str) -> float:
-    """Mean generated tokens per problem behind a paired row's value (k samples for a maj@k)."""
-    k = int(metric.partition("@")[2]) if metric.startswith("maj@") else 1
-    return k * s.samples[method].mean_tokens
+    """Mean generated tokens per problem behind a paired row's value (k samples for a maj@k, all K
+    for a DeepConf vote)."""
+    st = s.samples[method]
+    k = int(metric.partition("@")[2]) if metric.startswith("maj@") else st.samples if metric in VOTES else 1
+    return k * st.mean_tokens
 
 
 def headline(s: CompareSummary) -> str:

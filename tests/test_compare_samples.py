@@ -289,6 +289,10 @@ def test_summary_metrics_by_hand(tmp_path: Path) -> None:
     assert pass1.test == "bootstrap" and pass1.diff == pytest.approx(st.pass1.value - 1 / 3)
     assert pass1.low <= pass1.diff <= pass1.high
     assert maj.test == "McNemar" and (maj.wins, maj.losses) == (1, 0) and maj.p == 1.0  # p1 only
+    # DeepConf's votes are paired too (0/1 per problem -> McNemar), on the problems with confidences
+    conf = by_metric["conf"]
+    assert conf.test == "McNemar" and conf.value == pytest.approx(st.votes["conf"].value) and conf.n == 3
+    assert set(by_metric) == {"pass1", "maj@4", "conf", "deepconf@90", "deepconf@10"}
     md = s.summary_path.read_text()
     for heading in ("## Samples", "## Paired tests against `budget:max=64`", "## Sequential vs parallel scaling",
                     "Power:", "deepconf@10"):

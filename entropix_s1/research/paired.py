@@ -2,7 +2,8 @@
 
 Each comparison pairs per-problem values (`samples.per_problem`): a method's Pass@1 (its share of
 correct samples) and, for a method with K >= 2 samples of every problem, its maj@K (the majority
-vote of K samples), each against the baseline's Pass@1. Which test:
+vote of K samples) and DeepConf's votes over them (`samples.VOTES`: confidence-weighted, and the
+90% / 10% most confident), each against the baseline's Pass@1. Which test:
 
 * both sides 0/1 on every problem (one sample each, or a vote against a one-sample baseline):
   **exact McNemar** on the discordant problems (`stats.mcnemar_exact`); its power note is
@@ -29,7 +30,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 
 from entropix_s1.errors import ConfigError
-from entropix_s1.research.samples import Sample, per_problem
+from entropix_s1.research.samples import VOTES, Sample, per_problem
 from entropix_s1.research.stats import (detectable_difference, mcnemar_detectable_difference, mcnemar_exact,
                                         paired_bootstrap)
 
@@ -105,7 +106,8 @@ def compare_pair(method: str, metric: str, baseline: str, a: Mapping[str, float]
 
 
 def paired_rows(grouped: Mapping[str, Mapping[str, Sequence[Sample]]], baseline: str) -> list[PairedRow]:
-    """Every other method's Pass@1 (and maj@K, with several samples) against `baseline`'s Pass@1."""
+    """Every other method's Pass@1 (and, with K >= 2 samples of every problem, its maj@K and
+    DeepConf votes) against `baseline`'s Pass@1."""
     base = per_problem(grouped[baseline], "pass1")
     rows = []
     for method, by_id in grouped.items():
@@ -114,7 +116,7 @@ def paired_rows(grouped: Mapping[str, Mapping[str, Sequence[Sample]]], baseline:
         metrics = ["pass1"]
         k = min(len(ss) for ss in by_id.values())
         if k > 1:
-            metrics.append(f"maj@{k}")
+            metrics += [f"maj@{k}", *VOTES]  # a vote without confidences has no per-problem values: no row
         for metric in metrics:
             row = compare_pair(method, metric, baseline, per_problem(by_id, metric), base)
             if row is not None:
