@@ -204,16 +204,15 @@ def _tokens_per_s(recs: list[dict], keep=lambda method: True) -> float | None:
 
 def _plain(method: str) -> bool:
     """Decoded at the plain loop's speed: no entropix branches, no probes (the cap-like methods)."""
-    return parse_spec(method).sampler_kind != "entropix" and method.partition(":")[0] in {
-        "budget", "greedy", "sample+budget", "nothinking", "nowait", "graceful"}
+    return method.partition(":")[0] in {"budget", "greedy", "sample+budget", "nothinking", "nowait", "graceful"}
 
 
 def tokens_per_second(part: Part) -> tuple[float, str]:
     """Decode tokens/s of the part's model: the plain methods of its out dir (else of the model's
     other out dirs), else the research throughput benchmark (continuous batching), else older
     committed timings."""
-    dirs = sorted(part.root.glob(f"{part.model.short}_*"))  # the model's out dirs, this dataset's first
-    for d in sorted(dirs, key=lambda d: d != part.out):
+    # the model's out dirs, this dataset's first
+    for d in sorted(part.root.glob(f"{part.model.short}_*"), key=lambda d: (d != part.out, d.name)):
         if own := _tokens_per_s(_records(d), _plain):
             return own, f"{d.relative_to(part.root.parent)} records (plain methods)"
     m = part.model
