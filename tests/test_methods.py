@@ -100,6 +100,19 @@ def test_nothinking_forces_the_finished_thought_and_thinks_zero_tokens(m, batch)
     assert forced(r)[:3] == ["prefill", "nothinking", "nothinking"] and r.thinking_tokens == 0
 
 
+def test_a_model_without_thinking_delimiters_ends_its_thought_with_the_answer_prefix(m):
+    """Qwen2.5-Coder's format: the "delimiter" is the end-of-turn token, so NoThinking and
+    AlphaOne force the answer prefix in its place; the delimiter itself would end the reply."""
+    fmt = dict(think_end=("<eos>",), cap_with_delimiter=False, nothinking_text="Okay.", max_thinking_tokens=30)
+    nothinking, alphaone = m.generate(["Q"] * 2, raw=True, max_new_tokens=MAX_NEW, budget=[
+        Budget(**fmt, no_thinking=True), Budget(**fmt, alpha=1.0, alpha_base_tokens=16, alpha_wait_prob=1.0)])
+    assert words(m, nothinking) == ["Okay.", "\nFinal Answer:", "X", "<eos>"]
+    assert forced(nothinking)[:2] == ["nothinking", "nothinking"] and nothinking.thinking_tokens == 0
+    w, f = words(m, alphaone), forced(alphaone)
+    end = f.index("end:alpha")
+    assert w[end - 1] == "\n\n" and w[end:] == ["\nFinal Answer:", "X", "<eos>"] and end >= 16
+
+
 def test_alphaone_waits_after_breaks_with_its_scheduled_probability_then_ends_at_a_reflection(m, batch):
     r, moment, seed_key = batch["alphaone"], 16, jax.random.key(0)
     w, f = words(m, r), forced(r)

@@ -74,6 +74,7 @@ class Budget:
     #: NoWait: reflection tokens ("Wait", "Hmm", "Alternatively" in their spellings) are suppressed
     no_reflection: bool = False
     #: NoThinking: the thought is forced finished at once: `nothinking_text` + think_end[0]
+    #: (+ `answer_prefix` instead of think_end[0] where `cap_with_delimiter` is False)
     no_thinking: bool = False
     nothinking_text: str = "Okay, I think I have finished thinking."
     #: DEER: at a proposed reflection token, probe; end thinking when confidence >= this

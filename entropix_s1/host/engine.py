@@ -221,14 +221,19 @@ class Model:
             if not ids:
                 raise InputError(f"think_end delimiter {d!r} tokenizes to nothing")
             delims.append(ids)
-        cap = (delims[0] if b.cap_with_delimiter else []) + self._encode(b.answer_prefix)
+        answer_prefix = self._encode(b.answer_prefix)
+        cap = (delims[0] if b.cap_with_delimiter else []) + answer_prefix
+        # a thought ended early (NoThinking, AlphaOne) gets the delimiter and the model answers on
+        # its own; where the delimiter is the end-of-turn token (cap_with_delimiter=False) that
+        # would end the reply unanswered, so the answer prefix comes instead, as at the cap
+        end_thought = delims[0] if b.cap_with_delimiter else answer_prefix
         wait = self._encode(b.wait_text)
         try:  # a test vocabulary may not spell the NoThinking text: then no row can use it
-            nothinking = self._encode(b.nothinking_text) + delims[0]
+            nothinking = self._encode(b.nothinking_text) + end_thought
         except ValueError:
             nothinking = []
         forced = [self._encode(b.think_start), cap, wait, self._encode(sampler.pause_text), cap, wait,  # codes.SEQ_*
-                  wait, delims[0], nothinking, cap]
+                  wait, end_thought, nothinking, cap]
         eos = [] if ignore_eos else sorted(set(self.tokenizer.eos_ids) | set(self.config.eos_token_ids))
         stops = [self._encode(s) for s in stop if s]
         return TokenTables.build(forced, delims if budget else [], stops, eos, reflect=self._token_sets["reflect"],

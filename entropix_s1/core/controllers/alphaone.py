@@ -7,7 +7,8 @@ The alpha moment of a row is T_a = alpha * N, N its thinking budget (`alpha_base
 annealed probability p(t) = p0 * (1 - t / T_a), t the row's thinking tokens, drawn from the row's
 own key (fold_in of the step key and the output index: reproducible per seed and prompt).
 From T_a on, every proposed reflection token (`reflect_R`) is replaced by the end-of-thinking
-delimiter (forced reason "end:alpha"), and the row answers.
+delimiter (forced reason "end:alpha"; the answer prefix instead where the delimiter is the
+end-of-turn token, `cap_with_delimiter=False`), and the row answers.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ thinking text without reading the model's uncertainty.
   so the model cannot start a self-reflection: logits'[v] = -inf for v in R, else logits[v].
 - `NoThinking` (Budget.no_thinking): the thought is forced to be finished before it starts: the
   first idle thinking step (after `think_start`) emits `nothinking_text` + the delimiter (forced
-  reason "nothinking"); the row then answers, with 0 thinking tokens.
+  reason "nothinking"); the row then answers, with 0 thinking tokens. A format whose delimiter is
+  the end-of-turn token (`cap_with_delimiter=False`) gets the answer prefix in the delimiter's
+  place, so the reply goes on to an answer (`host/engine.py::_tables`).
 """
 
 from __future__ import annotations
