@@ -7,7 +7,8 @@
 
 Models: the thinking SmolLM2 (`smollm2-135m-think`, plain prompts as it was trained) and
 Qwen2.5-Coder-0.5B-Instruct (the datasets' prompts). Datasets: the first `--gsm8k-limit` (300)
-GSM8K test problems and the first `--math500-limit` (500, all) of MATH-500. Each (model, dataset)
+GSM8K test problems and the first `--math500-limit` (200; 500 is all) of MATH-500; the `maj`
+parts sample the first `--maj-limit` (100) of each. Each (model, dataset)
 has one out dir, `benchmarks/results/scaling/<model>_<dataset>/`, that four parts fill:
 
 | part | methods | samples |
@@ -15,7 +16,7 @@ has one out dir, `benchmarks/results/scaling/<model>_<dataset>/`, that four part
 | `seq` | greedy; s1 caps (4 levels, the model's); 1 and 2 "Wait" at the top cap; adaptive budget | 1 (deterministic) |
 | `methods` | NoThinking, NoWait, graceful cap, EAT, DEER, Dynasor-CoT, at the top cap | 1 (deterministic) |
 | `random` | AlphaOne (random wait draws), entropix under the top cap | 1 sample, 1 seed |
-| `maj` | sampling at t = 0.7 under the top cap | `--samples` x `--seeds` (8 x 2: maj@k up to k = 16) |
+| `maj` | sampling at t = 0.7 under the top cap, first `--maj-limit` problems | `--samples` x `--seeds` (8 x 2: maj@k up to k = 16) |
 
 Each part is one `entropix-s1 compare` call (`--baseline` the top plain cap). Re-running a part
 skips its finished (problem, method, seed, sample) rows, so a killed part resumes where it
@@ -128,17 +129,20 @@ def _group_specs(m: ModelSetup, group: str) -> str:
     }[group]
 
 
-def parts(gsm8k_limit: int = 300, math500_limit: int = 500, samples: int = 8, seeds: int = 2,
-          root: Path = OUT_ROOT) -> list[Part]:
-    """Every part, group by group (all `seq` parts first: the cheapest give the widest picture)."""
+def parts(gsm8k_limit: int = 300, math500_limit: int = 200, samples: int = 8, seeds: int = 2,
+          maj_limit: int = 100, root: Path = OUT_ROOT) -> list[Part]:
+    """Every part, group by group (all `seq` parts first: the cheapest give the widest picture).
+    The `maj` parts sample the first `maj_limit` problems of each set only: K x S rows per problem
+    is the experiment's largest cost (docs/experiments.md states the scope)."""
     limits = {"gsm8k": gsm8k_limit, "math500": math500_limit}
     out = []
     for group in GROUPS:
         for m in MODELS:
             for ds in DATASETS:
                 k, s = (samples, seeds) if group == "maj" else (1, 1)
+                limit = min(limits[ds], maj_limit) if group == "maj" else limits[ds]
                 methods = tuple(expand_specs(_group_specs(m, group)))
-                out.append(Part(f"{m.short}-{ds}-{group}", m, ds, limits[ds], methods, k, s, root))
+                out.append(Part(f"{m.short}-{ds}-{group}", m, ds, limit, methods, k, s, root))
     return out
 
 
@@ -331,13 +335,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("action", choices=["plan", "run", "list"])
     ap.add_argument("parts", nargs="*", help="part names (default: all); see `list`")
     ap.add_argument("--gsm8k-limit", type=int, default=300)
-    ap.add_argument("--math500-limit", type=int, default=500)
+    ap.add_argument("--math500-limit", type=int, default=200,
+                    help="the first N MATH-500 problems (default 200, the stated subset; 500 is all)")
+    ap.add_argument("--maj-limit", type=int, default=100, help="problems per set the maj parts sample (default 100)")
     ap.add_argument("--samples", type=int, default=8, help="samples per seed of the maj part (default 8)")
     ap.add_argument("--seeds", type=int, default=2, help="seeds of the maj part (default 2)")
     ap.add_argument("--batch-size", type=int, default=8, help="row slots (default 8, the fastest on 2 CPUs)")
     ap.add_argument("--out-root", default=str(OUT_ROOT), help=f"where the out dirs go (default {OUT_ROOT})")
     a = ap.parse_args(argv)
-    every = parts(a.gsm8k_limit, a.math500_limit, a.samples, a.seeds, Path(a.out_root))
+    every = parts(a.gsm8k_limit, a.math500_limit, a.samples, a.seeds, a.maj_limit, Path(a.out_root))
     by_name = {p.name: p for p in every}
     unknown = [n for n in a.parts if n not in by_name]
     if unknown:

@@ -33,7 +33,7 @@ def test_parts_cover_the_planned_experiment() -> None:
     assert [p.name.rsplit("-", 1)[1] for p in ps[:4]] == ["seq"] * 4  # the cheap group first
     think = {p.name: p for p in ps if p.model.short == "think"}
     seq = think["think-gsm8k-seq"]
-    assert seq.limit == 300 and think["think-math500-seq"].limit == 500
+    assert seq.limit == 300 and think["think-math500-seq"].limit == 200  # the stated MATH-500 subset
     assert sum(m.startswith("budget:max=") and "waits" not in m for m in seq.methods) == 4  # four cap levels
     assert {"budget:max=512,waits=1", "budget:max=512,waits=2", "greedy", "adaptive-budget:max=512,waits=1"} <= \
         set(seq.methods)
@@ -41,7 +41,8 @@ def test_parts_cover_the_planned_experiment() -> None:
                                                                                "graceful", "dynasor"}
     maj = think["think-gsm8k-maj"]
     assert maj.methods == ("sample+budget:t=0.7,max=512",) and (maj.samples, maj.seeds) == (8, 2)
-    assert maj.rows(maj.methods[0]) == 300 * 16 and seq.rows("greedy") == 300
+    assert maj.limit == 100 and maj.rows(maj.methods[0]) == 100 * 16 and seq.rows("greedy") == 300
+    assert experiment.parts(gsm8k_limit=50, maj_limit=100)[-4].limit == 50  # never past the set's own limit
 
 
 def test_command(tmp_path: Path) -> None:
