@@ -232,6 +232,27 @@ def test_out_dir_of_other_weights_is_refused(tmp_path: Path) -> None:
         run_compare(m2, a, [fake_method("greedy")], tmp_path, progress=False)
 
 
+def test_weights_listed_as_equivalent_resume_and_the_note_survives(tmp_path: Path) -> None:
+    """A re-converted checkpoint checked to give the recorded outputs is listed in run.json's
+    `equivalent_weights`: it resumes, the recorded digest stays the first run's, the note is kept,
+    and a third digest is still refused."""
+    a = load_dataset("mawps_multiarith", limit=2)
+    m1, m2, m3 = FakeModel(a), FakeModel(a), FakeModel(a)
+    m1.name = m2.name = m3.name = "think"
+    m1.weights_sha256, m2.weights_sha256, m3.weights_sha256 = "aa" * 32, "bb" * 32, "cc" * 32
+    run_compare(m1, a, [fake_method("greedy")], tmp_path, progress=False)
+    info = json.loads((tmp_path / "run.json").read_text())
+    info["equivalent_weights"] = [{"sha256": "bb" * 32, "evidence": "same texts on 2 problems"}]
+    (tmp_path / "run.json").write_text(json.dumps(info))
+    run_compare(m2, a, [fake_method("budget:max=64")], tmp_path, progress=False)
+    after = json.loads((tmp_path / "run.json").read_text())
+    assert after["weights_sha256"] == "aa" * 32
+    assert after["equivalent_weights"] == info["equivalent_weights"]
+    assert "budget:max=64" in after["methods"]
+    with pytest.raises(ConfigError, match="equivalent_weights"):
+        run_compare(m3, a, [fake_method("greedy")], tmp_path, progress=False)
+
+
 # ------------------------------------------------------------------------------- s1 metrics
 
 

@@ -179,11 +179,14 @@ def _refuse_other_run(out_dir: Path, old: dict[str, Any], dataset: str, template
             f"{out_dir} holds results made with prompt template {old['template']!r}, not {template!r}; "
             "use another --out"
         )
-    if weights_sha256 and old.get("weights_sha256") not in (None, weights_sha256):
+    accepted = {old.get("weights_sha256")} | {e.get("sha256") for e in old.get("equivalent_weights", [])
+                                              if isinstance(e, dict)}
+    if weights_sha256 and old.get("weights_sha256") is not None and weights_sha256 not in accepted:
         raise ConfigError(
             f"{out_dir} holds results of model {old.get('model')!r} with other weights (sha256 "
             f"{old['weights_sha256'][:12]}..., these are {weights_sha256[:12]}...); resuming would mix two "
-            "models: use another --out, or delete the old results"
+            "models: use another --out, or delete the old results (weights checked to give the same outputs "
+            "may be listed in run.json's equivalent_weights)"
         )
 
 
@@ -191,7 +194,10 @@ def check_run_file(out_dir: Path, dataset: str, template: str, seed: int, method
                    model_name: str | None, weights_sha256: str | None = None,
                    baseline: str | None = None) -> dict[str, Any]:
     """Refuse an out dir of another dataset, template or model; else (re)write its `run.json`
-    and return what it now says. Its `seed` stays the first run's: the seed of old records and of
+    and return what it now says. Other weights are refused unless run.json lists their digest under
+    `equivalent_weights` ([{"sha256": ..., "evidence": ...}], written by whoever checked that they
+    give the recorded outputs: the same GGUF re-converted on a new machine, say); keys it does not
+    know are kept. Its `seed` stays the first run's: the seed of old records and of
     deterministic methods."""
     old = read_run_info(out_dir)
     _refuse_other_run(out_dir, old, dataset, template, weights_sha256)
@@ -204,5 +210,6 @@ def check_run_file(out_dir: Path, dataset: str, template: str, seed: int, method
             "model": old.get("model") or model_name, "weights_sha256": old.get("weights_sha256") or weights_sha256}
     if baseline or old.get("baseline"):
         info["baseline"] = baseline or old["baseline"]
+    info.update({k: v for k, v in old.items() if k not in info})  # notes a person added (equivalent_weights)
     write_atomic(out_dir / RUN_FILE, (json.dumps(info, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
     return info
