@@ -30,7 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(a: argparse.Namespace) -> int:
-    from entropix_s1.io.catalog import fetch
+    from entropix_s1.io.catalog import ADAPTED, fetch
 
-    print(fetch(a.name))
+    if a.name in ADAPTED:  # a fine-tuned catalog model: its base fetched, the committed adapter merged onto it
+        from entropix_s1.io.resolve import resolve
+
+        print(resolve(a.name))
+    else:
+        print(fetch(a.name))
     return 0
