@@ -4,6 +4,7 @@
     python benchmarks/scaling_experiment.py run                       # every part, cheapest group first
     python benchmarks/scaling_experiment.py run think-gsm8k-seq qwen-gsm8k-maj   # named parts only
     python benchmarks/scaling_report.py                               # then every figure and table
+    python benchmarks/scaling_experiment.py pack                      # seal results into results.jsonl.gz to commit
 
 Models: the thinking SmolLM2 (`smollm2-135m-think`, plain prompts as it was trained) and
 Qwen2.5-Coder-0.5B-Instruct (the datasets' prompts). Datasets: the first `--gsm8k-limit` (300)
@@ -22,6 +23,8 @@ Each part is one `entropix-s1 compare` call (`--baseline` the top plain cap). Re
 skips its finished (problem, method, seed, sample) rows, so a killed part resumes where it
 stopped and a larger `--samples`/`--seeds` adds only the new rows. Every finished part appends
 its wall time to `benchmarks/results/scaling/part_times.jsonl`, to check the plan against.
+`pack` folds each out dir's live `results.jsonl` into its gzipped archive `results.jsonl.gz`
+(readers and resumes read both; see `entropix_s1.research.store`): the committed form.
 
 `plan` estimates each part's CPU time, in all and still to run: rows x estimated tokens per row /
 tokens per second, where the rows still to run are those without a record in the part's out dir.
@@ -55,7 +58,7 @@ sys.path.insert(0, str(ROOT))  # run from a source checkout without installing
 
 from entropix_s1.research.datasets import load_dataset  # noqa: E402
 from entropix_s1.research.methods import expand_specs, is_deterministic, parse_spec  # noqa: E402
-from entropix_s1.research.store import read_results  # noqa: E402
+from entropix_s1.research.store import ARCHIVE_FILE, locked, pack_results, read_results  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 OUT_ROOT = RESULTS / "scaling"
@@ -332,7 +335,7 @@ def run_part(p: Part, batch_size: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("action", choices=["plan", "run", "list"])
+    ap.add_argument("action", choices=["plan", "run", "list", "pack"])
     ap.add_argument("parts", nargs="*", help="part names (default: all); see `list`")
     ap.add_argument("--gsm8k-limit", type=int, default=300)
     ap.add_argument("--math500-limit", type=int, default=200,
@@ -354,6 +357,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.action == "plan":
         print("\n".join(plan(chosen)))
+        return 0
+    if a.action == "pack":
+        for out in sorted({p.out for p in chosen if p.out.is_dir()}):
+            with locked(out):
+                n, size = pack_results(out)
+            print(f"{out}: {n} records in {ARCHIVE_FILE} ({size / 2**20:.2f} MiB)")
         return 0
     for p in chosen:
         if rc := run_part(p, a.batch_size):

@@ -7,6 +7,7 @@ names `path:line` and what is wrong; callers that want their own error class pas
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ def iter_jsonl(path: str | os.PathLike[str], *, error: type[JSONLError] = JSONLE
                on_error: Callable[[JSONLError], None] | None = None) -> Iterator[tuple[int, Any]]:
     """(1-based line number, parsed value) per non-blank line, in file order.
 
-    objects: every value must be a JSON object. unfinished_tail: the bytes after the last newline
+    A `.gz` file is read decompressed. objects: every value must be a JSON object. unfinished_tail: the bytes after the last newline
     are an unfinished write (an append-only results file whose writer was killed) and are
     ignored instead of parsed. Lines are decoded one by one, so a bad byte names its own line.
     on_error: a bad line is passed to it (as the `error` it would raise) and skipped, instead of
@@ -37,6 +38,8 @@ def iter_jsonl(path: str | os.PathLike[str], *, error: type[JSONLError] = JSONLE
     if not path.is_file():
         raise error(f"{path}: file not found")
     data = path.read_bytes()
+    if path.suffix == ".gz":
+        data = gzip.decompress(data)
     if unfinished_tail:
         data = data[: data.rfind(b"\n") + 1]
     for lineno, raw in enumerate(data.splitlines(), start=1):

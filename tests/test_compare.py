@@ -253,6 +253,41 @@ def test_weights_listed_as_equivalent_resume_and_the_note_survives(tmp_path: Pat
         run_compare(m3, a, [fake_method("greedy")], tmp_path, progress=False)
 
 
+def test_packed_results_resume_and_fold_in_later_records(tmp_path: Path) -> None:
+    """`pack_results` seals the records into results.jsonl.gz (the same records give the same
+    bytes); a run after it redoes nothing, appends only new rows to a fresh live log, and the next
+    pack folds them in; a crash between the archive's rename and the log's removal reads once."""
+    import gzip
+
+    from entropix_s1.research.store import ARCHIVE_FILE, pack_results
+
+    a = load_dataset("mawps_multiarith", limit=4)
+    run_compare(FakeModel(a), a, [fake_method("greedy")], tmp_path, progress=False)
+    (tmp_path / RESULTS_FILE).open("a").write('{"id": "cut short')  # a killed writer's last line
+    before = read_results(tmp_path)
+    assert pack_results(tmp_path)[0] == 4
+    assert not (tmp_path / RESULTS_FILE).exists()
+    packed = (tmp_path / ARCHIVE_FILE).read_bytes()
+    assert [json.loads(x) for x in gzip.decompress(packed).splitlines()] == before == read_results(tmp_path)
+    assert pack_results(tmp_path) == (4, len(packed)) and (tmp_path / ARCHIVE_FILE).read_bytes() == packed
+
+    model = FakeModel(a)
+    run_compare(model, a, [fake_method("greedy"), fake_method("budget:max=64")], tmp_path, progress=False)
+    assert sum(c["n"] for c in model.calls) == 4  # only the new method's rows
+    assert {r["method"] for r in _lines(tmp_path)} == {"budget:max=64"}
+    both = read_results(tmp_path)
+    assert len(both) == 8 and both[:4] == before
+
+    # a crash after the archive was renamed in, before the live log was removed: read once
+    live = (tmp_path / RESULTS_FILE).read_bytes()
+    pack_results(tmp_path)
+    (tmp_path / RESULTS_FILE).write_bytes(live)
+    assert read_results(tmp_path) == both
+    assert summarize(tmp_path).n_results == 8
+    pack_results(tmp_path)
+    assert not (tmp_path / RESULTS_FILE).exists() and read_results(tmp_path) == both
+
+
 # ------------------------------------------------------------------------------- s1 metrics
 
 

@@ -154,4 +154,8 @@ def test_report_regenerates_figures_and_tables(tmp_path: Path) -> None:
     first = text
     assert report.main(argv) == 0
     assert md.read_text() == first  # the same results give the same tables
+    assert experiment.main(["pack", "--out-root", str(tmp_path / "scaling")]) == 0  # the committed form
+    assert not (run / "results.jsonl").exists() and (run / "results.jsonl.gz").is_file()
+    assert report.main(argv) == 0
+    assert md.read_text() == first  # packed results give the same tables
     assert report.main(["--results", str(tmp_path / "none"), "--md", str(md)]) == 2

@@ -318,7 +318,7 @@ def run_compare(
     with store.locked(out):
         info = store.check_run_file(out, problems[0].dataset, tmpl, seed, [m.name for m in built],
                                     getattr(model, "name", None), getattr(model, "weights_sha256", None), baseline)
-        done = {store.record_key(r) for r in store.repair_results(results_path, info["seed"])}
+        done = {store.record_key(r) for r in store.repair_results(out, info["seed"])}
         plan, asked = _work(built, problems, seed, info["seed"], samples, seeds, done)
         total = sum(len(rows) for _, by_seed in plan for rows in by_seed)
         if progress and asked > total:

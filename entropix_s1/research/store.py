@@ -1,6 +1,6 @@
 """The resumable results store of a comparison: `results.jsonl`, `run.json` and a lock, in one out dir.
 
-`results.jsonl` holds one JSON object per (problem id, method, seed, sample): `compare --samples K
+`results.jsonl` (the live log) holds one JSON object per (problem id, method, seed, sample): `compare --samples K
 --seeds S` writes K samples per problem for each of S seeds. Records written before samples
 existed have no `sample` or `seed`: they read as sample 0 of the directory's first seed (the
 `seed` of `run.json`), so old results files stay valid and are resumed, not redone. Records are
@@ -9,6 +9,13 @@ batch in flight. A last line cut short by a crash (no trailing newline) is an un
 readers ignore it, and `repair_results` truncates it away before appending, so it is recomputed
 once and never duplicated. Complete lines that are not records are skipped with a warning. The
 first record of a duplicated key wins.
+
+`results.jsonl.gz` (the archive, optional) holds records sealed by `pack_results`: a results file
+of a few thousand long generations is several MiB of text, a few hundred KiB gzipped, and that
+is the form to commit. Readers read the archive, then the live log; runs append to the live log
+only, so packing again after more runs folds the new records in. The archive is written to the
+side and renamed over the old one before the live log is removed: a crash between the two leaves
+records in both, which read once (first wins, and they are the same records).
 
 `run.json` records what the directory holds (dataset, prompt template, first seed, methods, the
 paired-test baseline if one was named, model and weights sha256), so a run on another dataset,
@@ -19,6 +26,7 @@ out dir.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import sys
@@ -31,11 +39,14 @@ from entropix_s1.jsonl import JSONLError, iter_jsonl
 
 __all__ = [
     "RESULTS_FILE",
+    "ARCHIVE_FILE",
     "RUN_FILE",
     "LOCK_FILE",
     "check_out_dir",
     "read_results",
+    "results_files",
     "repair_results",
+    "pack_results",
     "append_records",
     "locked",
     "write_atomic",
@@ -45,6 +56,7 @@ __all__ = [
 ]
 
 RESULTS_FILE = "results.jsonl"
+ARCHIVE_FILE = "results.jsonl.gz"
 RUN_FILE = "run.json"
 LOCK_FILE = ".compare.lock"
 
@@ -63,13 +75,19 @@ def record_key(record: dict[str, Any]) -> tuple[str, str, int, int]:
     return str(record["id"]), str(record["method"]), int(record["seed"]), int(record["sample"])
 
 
-def _records(path: Path, default_seed: int) -> list[dict[str, Any]]:
-    """Records of the complete lines of a results file, first of duplicates kept; a record without
-    `sample` / `seed` gets sample 0 / `default_seed`."""
+def _lines(paths: Sequence[Path], bad: list[JSONLError]) -> Iterator[Any]:
+    for path in paths:
+        for _, obj in iter_jsonl(path, unfinished_tail=True, on_error=bad.append):
+            yield obj
+
+
+def _records(paths: Sequence[Path], default_seed: int) -> list[dict[str, Any]]:
+    """Records of the complete lines of results files, in order, first of duplicates kept; a
+    record without `sample` / `seed` gets sample 0 / `default_seed`."""
     bad: list[JSONLError] = []
     records: list[dict[str, Any]] = []
     seen: set[tuple[str, str, int, int]] = set()
-    for _, obj in iter_jsonl(path, unfinished_tail=True, on_error=bad.append):
+    for obj in _lines(paths, bad):
         if "id" not in obj or "method" not in obj:
             bad.append(JSONLError("no id or method"))
             continue
@@ -95,19 +113,24 @@ def _first_seed(out_dir: Path) -> int:
     return seed if isinstance(seed, int) else 0
 
 
+def results_files(out_dir: Path) -> list[Path]:
+    """The archive, then the live log, those that exist."""
+    return [p for p in (out_dir / ARCHIVE_FILE, out_dir / RESULTS_FILE) if p.is_file()]
+
+
 def read_results(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Records of `out_dir/results.jsonl` (unfinished last line ignored, first of duplicates kept;
-    old records as sample 0 of the first seed). Does not modify the file."""
-    path = Path(out_dir) / RESULTS_FILE
-    return _records(path, _first_seed(Path(out_dir))) if path.is_file() else []
+    """Records of `out_dir`'s archive and live log (unfinished last line ignored, first of
+    duplicates kept; old records as sample 0 of the first seed). Modifies nothing."""
+    return _records(results_files(Path(out_dir)), _first_seed(Path(out_dir)))
 
 
-def repair_results(path: Path, default_seed: int = 0) -> list[dict[str, Any]]:
-    """Read the results file (as `read_results`, old records as sample 0 of `default_seed`) and
-    cut off an unfinished last line, so appends start clean."""
+def repair_results(out_dir: Path, default_seed: int = 0) -> list[dict[str, Any]]:
+    """Read the records (as `read_results`, old records as sample 0 of `default_seed`) and cut an
+    unfinished last line off the live log, so appends start clean."""
+    records = _records(results_files(out_dir), default_seed)
+    path = out_dir / RESULTS_FILE
     if not path.is_file():
-        return []
-    records = _records(path, default_seed)
+        return records
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
     if end != len(data):
@@ -118,6 +141,21 @@ def repair_results(path: Path, default_seed: int = 0) -> list[dict[str, Any]]:
             f.flush()
             os.fsync(f.fileno())
     return records
+
+
+def pack_results(out_dir: str | os.PathLike[str]) -> tuple[int, int]:
+    """Seal the out dir's records into `results.jsonl.gz` (archive first, then the live log's
+    complete lines; duplicates dropped, unfinished tail and unreadable lines left out) and remove
+    the live log. The gzip stream carries no name or time, so the same records give the same
+    bytes. Returns (records in the archive, bytes of the archive). Hold `locked(out_dir)` around
+    it when a run could be writing."""
+    out = Path(out_dir)
+    records = read_results(out)
+    blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+    packed = gzip.compress(blob, compresslevel=9, mtime=0)
+    write_atomic(out / ARCHIVE_FILE, packed)
+    (out / RESULTS_FILE).unlink(missing_ok=True)
+    return len(records), len(packed)
 
 
 def append_records(path: Path, records: Sequence[dict[str, Any]]) -> None:
@@ -151,8 +189,12 @@ def locked(out_dir: Path) -> Iterator[None]:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
+    """Write to `path.tmp`, fsync, rename over `path`: readers see the old bytes or the new."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
