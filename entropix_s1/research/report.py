@@ -1,4 +1,4 @@
-"""The report of a comparison: `summary.md` and its figures, rebuilt from `results.jsonl` alone.
+"""The report of a comparison: `summary.md` and its figures, rebuilt from the results files alone.
 
 `summary.md`: per method n (problems), accuracy (Pass@1: the mean over problems of the share of
 correct samples) with a 95% interval, mean thinking/answer tokens, waits, pauses, probes,
@@ -26,7 +26,7 @@ from entropix_s1.research.report_sections import paired_section, samples_section
 from entropix_s1.research.s1_metrics import FamilyMetrics, MethodPoint, family_metrics, method_point
 from entropix_s1.research.samples import SampleStats, group_samples, sample_stats
 from entropix_s1.research.scaling_figure import FIGURE_FILE, Curve, finish_axes, save_figure, scaling_curves
-from entropix_s1.research.store import RESULTS_FILE, read_results, read_run_info, write_atomic
+from entropix_s1.research.store import RESULTS_FILE, read_results, read_run_info, results_files, write_atomic
 
 __all__ = ["SUMMARY_FILE", "PLOT_FILE", "FIGURE_FILE", "CompareSummary", "summarize", "plot_points", "save_report"]
 
@@ -120,10 +120,15 @@ def _md_escape(s: str) -> str:
     return s.replace("|", "\\|")
 
 
+def _source(s: CompareSummary) -> str:
+    """The results files read, as the summary names them."""
+    return " and ".join(f"`{p.name}`" for p in results_files(s.out_dir)) or f"`{RESULTS_FILE}`"
+
+
 def _summary_markdown(s: CompareSummary) -> str:
     lines = [f"# entropix-s1 compare: {s.dataset or 'unknown dataset'}", ""]
     if not s.points:
-        lines += [f"{s.n_results} results from `{RESULTS_FILE}`.", "", "No results yet."]
+        lines += [f"{s.n_results} results from {_source(s)}.", "", "No results yet."]
         return "\n".join(lines) + "\n"
     lines += [_accuracy_note(s), ""]
     lines += _methods_and_families(s.points, s.samples, s.families, s.plot_path is not None)
@@ -136,8 +141,8 @@ def _summary_markdown(s: CompareSummary) -> str:
 
 def _accuracy_note(s: CompareSummary) -> str:
     if all(st.max_samples == 1 for st in s.samples.values()):
-        return f"{s.n_results} results from `{RESULTS_FILE}`; accuracy intervals are 95% Wilson score intervals."
-    return (f"{s.n_results} results from `{RESULTS_FILE}`; n counts problems; accuracy is Pass@1 (the mean over "
+        return f"{s.n_results} results from {_source(s)}; accuracy intervals are 95% Wilson score intervals."
+    return (f"{s.n_results} results from {_source(s)}; n counts problems; accuracy is Pass@1 (the mean over "
             "problems of the share of correct samples) with a 95% Wilson interval for one sample per problem, else a "
             "percentile bootstrap over problems; token, wait, Control and time columns are per sample.")
 
@@ -248,7 +253,8 @@ def _baseline(out: Path, order: list[str], requested: str | None) -> str | None:
 
 
 def summarize(out_dir: str | os.PathLike[str], *, baseline: str | None = None) -> CompareSummary:
-    """Rebuild summary.md and the figures of `out_dir` from its results.jsonl alone.
+    """Rebuild summary.md and the figures of `out_dir` from its results files alone (the archive
+    `results.jsonl.gz`, then the live `results.jsonl`).
 
     baseline: the method of the paired tests (default: the one `run.json` names, else the
     largest plain cap `budget:max=N`, else the first method)."""
