@@ -28,9 +28,9 @@ def iter_jsonl(path: str | os.PathLike[str], *, error: type[JSONLError] = JSONLE
                on_error: Callable[[JSONLError], None] | None = None) -> Iterator[tuple[int, Any]]:
     """(1-based line number, parsed value) per non-blank line, in file order.
 
-    A `.gz` file is read decompressed. objects: every value must be a JSON object. unfinished_tail: the bytes after the last newline
-    are an unfinished write (an append-only results file whose writer was killed) and are
-    ignored instead of parsed. Lines are decoded one by one, so a bad byte names its own line.
+    A `.gz` file is read decompressed. objects: every value must be a JSON object.
+    unfinished_tail: the bytes after the last newline are an unfinished write (an append-only
+    results file whose writer was killed) and are ignored instead of parsed. Lines are decoded one by one, so a bad byte names its own line.
     on_error: a bad line is passed to it (as the `error` it would raise) and skipped, instead of
     raising; a missing file still raises.
     """
