@@ -35,7 +35,7 @@ from entropix_s1.research.compare import CompareSummary, save_report, summarize 
 from entropix_s1.research.report_sections import paired_section, samples_section, scaling_section  # noqa: E402
 from entropix_s1.research.samples import VOTES  # noqa: E402
 from entropix_s1.research.scaling_figure import plot_curves  # noqa: E402
-from entropix_s1.research.store import results_files  # noqa: E402
+from entropix_s1.research.store import ARCHIVE_FILE, RESULTS_FILE, results_files  # noqa: E402
 
 MODEL_NAMES = {"think": "thinking SmolLM2-135M", "qwen": "Qwen2.5-Coder-0.5B-Instruct"}
 PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     dirs = sorted(d for d in Path(a.results).glob("*_*") if results_files(d))
     if not dirs:
-        print(f"no <model>_<dataset>/results.jsonl under {a.results}: run benchmarks/scaling_experiment.py first",
+        print(f"no <model>_<dataset>/ with {ARCHIVE_FILE} or {RESULTS_FILE} under {a.results}: "
+              "run benchmarks/scaling_experiment.py first",
               file=sys.stderr)
         return 2
     summaries = [summarize(d) for d in dirs]
