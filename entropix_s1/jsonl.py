@@ -30,7 +30,8 @@ def iter_jsonl(path: str | os.PathLike[str], *, error: type[JSONLError] = JSONLE
 
     A `.gz` file is read decompressed. objects: every value must be a JSON object.
     unfinished_tail: the bytes after the last newline are an unfinished write (an append-only
-    results file whose writer was killed) and are ignored instead of parsed. Lines are decoded one by one, so a bad byte names its own line.
+    results file whose writer was killed) and are ignored instead of parsed. Lines are decoded
+    one by one, so a bad byte names its own line.
     on_error: a bad line is passed to it (as the `error` it would raise) and skipped, instead of
     raising; a missing file still raises.
     """

@@ -3,8 +3,8 @@
 
 `results.jsonl` (the live log) holds one JSON object per (problem id, method, seed, sample):
 `compare --samples K --seeds S` writes K samples per problem for each of S seeds. Records written
-before samples existed have no `sample` or `seed`: they read as sample 0 of the directory's first seed (the
-`seed` of `run.json`), so old results files stay valid and are resumed, not redone. Records are
+before samples existed have no `sample` or `seed`: they read as sample 0 of the directory's first
+seed (the `seed` of `run.json`), so old results files stay valid and are resumed, not redone. Records are
 appended a batch at a time in one write, then flushed and fsync'ed, so a crash loses at most the
 batch in flight. A last line cut short by a crash (no trailing newline) is an unfinished write:
 readers ignore it, and `repair_results` truncates it away before appending, so it is recomputed
@@ -13,8 +13,9 @@ first record of a duplicated key wins.
 
 `results.jsonl.gz` (the archive, optional) holds records sealed by `pack_results`: a results file
 of a few thousand long generations is several MiB of text and about a fifth of that gzipped
-(Qwen's 4,700 GSM8K records: 5.6 MiB, 1.0 MiB), and that is the form to commit. Readers read the archive, then the live log; runs append to the live log
-only, so packing again after more runs folds the new records in. The archive is written to the
+(Qwen's 4,700 GSM8K records: 5.6 MiB, 1.0 MiB), and that is the form to commit. Readers read
+the archive, then the live log; runs append to the live log only, so packing again after more
+runs folds the new records in. The archive is written to the
 side and renamed over the old one before the live log is removed: a crash between the two leaves
 records in both, which read once (first wins, and they are the same records).
 
