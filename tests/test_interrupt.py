@@ -21,10 +21,12 @@ class Stamped:
     def flush(self):
         pass
 
-threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
-start = time.monotonic()
 try:
     with notice_on_interrupt("stopping", Stamped()):
+        # the Ctrl-C is armed inside the block: armed before it, a loaded machine (CI's 2 cores at
+        # -n 2) could deliver it before the wakeup fd is set, as a plain KeyboardInterrupt
+        threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+        start = time.monotonic()
         hashlib.pbkdf2_hmac("sha256", b"x", b"y", 6_000_000)  # one C call without the GIL, ~1.5 s
         print("not interrupted", flush=True)
 except KeyboardInterrupt:
