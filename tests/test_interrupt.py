@@ -14,6 +14,11 @@ SCRIPT = r"""
 import hashlib, os, signal, threading, time
 from entropix_s1.cli.interrupt import notice_on_interrupt
 
+# a child inherits an ignored SIGINT from its parent, and Python then installs no KeyboardInterrupt
+# handler: the Ctrl-C would vanish (rc 0, no notice, no interrupt: the failure seen in full
+# `pytest -n 2` runs, where something in the worker may leave SIGINT ignored)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 class Stamped:
     def write(self, text):
         if text.strip():
