@@ -38,15 +38,32 @@ def test_parts_cover_the_planned_experiment() -> None:
     assert {"budget:max=512,waits=1", "budget:max=512,waits=2", "greedy", "adaptive-budget:max=512,waits=1"} <= \
         set(seq.methods)
     assert {m.split(":")[0] for m in think["think-gsm8k-methods"].methods} == {"nowait", "nothinking", "deer", "eat",
-                                                                               "graceful", "dynasor"}
+                                                                               "graceful"}
+    assert think["think-gsm8k-methods"].limit == 300 and think["think-math500-methods"].limit == 100
     maj = think["think-gsm8k-maj"]
     assert maj.methods == ("sample+budget:t=0.7,max=512",) and (maj.samples, maj.seeds) == (8, 2)
     assert maj.limit == 100 and maj.rows(maj.methods[0]) == 100 * 16 and seq.rows("greedy") == 300
-    assert experiment.parts(gsm8k_limit=50, maj_limit=100)[-4].limit == 50  # never past the set's own limit
+    math_maj = think["think-math500-maj"]
+    assert (math_maj.limit, math_maj.samples, math_maj.seeds) == (100, 8, 1) and math_maj.rows(maj.methods[0]) == 800
+    small = experiment.parts(experiment.Scope(gsm8k=50, math500=40, math500_methods=60, maj=100))
+    by_name = {p.name: p.limit for p in small}
+    # never past the set's own limit
+    assert by_name["think-gsm8k-maj"] == 50 and by_name["qwen-math500-methods"] == 40 and by_name["qwen-math500-maj"] == 40
+    assert by_name["qwen-gsm8k-methods"] == 50 and by_name["think-math500-seq"] == 40
+
+
+def test_scope_flags_reach_the_parts(capsys: pytest.CaptureFixture[str]) -> None:
+    assert experiment.main(["list", "qwen-math500-methods", "qwen-math500-maj", "--math500-methods-limit", "7",
+                            "--math500-seeds", "3", "--samples", "2"]) == 0
+    methods_line, maj_line = capsys.readouterr().out.splitlines()
+    assert "deer:max=512" in methods_line and "dynasor" not in methods_line
+    assert maj_line.endswith("(samples 2, seeds 3)")
+    p = {p.name: p for p in experiment.parts(experiment.Scope(math500_methods=7))}["qwen-math500-methods"]
+    assert experiment.command(p, batch_size=8)[experiment.command(p, batch_size=8).index("--limit") + 1] == "7"
 
 
 def test_command(tmp_path: Path) -> None:
-    p = experiment.parts(gsm8k_limit=5, samples=4, seeds=1, root=tmp_path)[0]
+    p = experiment.parts(experiment.Scope(gsm8k=5, samples=4, seeds=1), root=tmp_path)[0]
     cmd = experiment.command(p, batch_size=8)
     assert cmd[cmd.index("--samples") + 1] == "1" and cmd[cmd.index("--baseline") + 1] == "budget:max=512"
     assert cmd[cmd.index("--template") + 1] == "plain" and cmd[cmd.index("--limit") + 1] == "5"
@@ -57,7 +74,7 @@ def test_run_part_logs_its_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     seen = tmp_path / "argv.json"
     script = f"import json, sys; json.dump(sys.argv[1:], open({str(seen)!r}, 'w'))"
     monkeypatch.setenv("ENTROPIX_S1_CLI", shlex.join([sys.executable, "-c", script]))
-    p = experiment.parts(gsm8k_limit=2, root=tmp_path)[-4]  # think-gsm8k-maj
+    p = experiment.parts(experiment.Scope(gsm8k=2), root=tmp_path)[-4]  # think-gsm8k-maj
     assert experiment.run_part(p, batch_size=4) == 0
     argv = json.loads(seen.read_text())
     assert argv[:2] == ["compare", "--model"] and argv[argv.index("--samples") + 1] == "8"
@@ -97,7 +114,8 @@ def test_plan_reads_the_experiments_own_records(tmp_path: Path) -> None:
               "answer_tokens": 10, "seconds": 1.5}]
     (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     (run / "run.json").write_text(json.dumps({"dataset": "gsm8k", "seed": 0, "methods": []}))
-    seq, _, rand, _ = [p for p in experiment.parts(gsm8k_limit=4, root=tmp_path) if p.name.startswith("think-gsm8k")]
+    every = experiment.parts(experiment.Scope(gsm8k=4), root=tmp_path)
+    seq, _, rand, _ = [p for p in every if p.name.startswith("think-gsm8k")]
     assert experiment.rows_done(seq, "budget:max=512") == 4 and experiment.rows_done(rand, "entropix+budget:max=512") == 2
     assert experiment.natural_lengths(seq)[0] == (90.0, 10.0)
     tps, src = experiment.tokens_per_second(seq)
