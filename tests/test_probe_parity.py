@@ -54,3 +54,28 @@ def test_probe_answers_equal_greedy_decoding_of_the_probe_text_as_a_fresh_prompt
     plain = m.generate([PROMPT], budget=Budget(think_end=("</think>",), answer_prefix=" A:", max_thinking_tokens=18),
                        max_new_tokens=24, ignore_eos=True)[0]
     assert plain.token_ids == r.token_ids and plain.thinking_tokens == r.thinking_tokens
+
+
+@pytest.mark.parametrize("threshold", [1e-9, 1.0])  # never fires / fires at the 2nd probe
+def test_eat_reads_one_answer_token_and_decides_as_with_eight(tiny, threshold):
+    """EAT's signal is the entropy of the first answer token, so its default probe reads one
+    token (L forced forwards instead of L + 7): the same probes, entropies (to float32 rounding) and
+    ends as with 8."""
+    from entropix_s1.research.methods import parse_method
+
+    assert parse_method("eat").budget.probe_tokens == 1
+    m, _ = tiny
+    runs = {}
+    for n in (1, 8):
+        b = Budget(think_end=("</think>",), answer_prefix=" A:", max_thinking_tokens=18, eat_threshold=threshold,
+                   eat_min_probes=2, probe_every=4, probe_tokens=n)
+        runs[n] = m.generate([PROMPT, PROMPT[:4]], budget=b, max_new_tokens=24, ignore_eos=True)
+    for one, eight in zip(runs[1], runs[8], strict=True):
+        assert one.token_ids == eight.token_ids and one.thinking_tokens == eight.thinking_tokens
+        assert [p.step for p in one.probes] == [p.step for p in eight.probes] and one.probes
+        # the same forwards in another compiled program: equal up to float32 rounding
+        np.testing.assert_allclose([p.entropy for p in one.probes], [p.entropy for p in eight.probes], rtol=1e-6)
+        assert all(len(p.answer_ids) == 1 and p.answer_ids == q.answer_ids[:1]
+                   for p, q in zip(one.probes, eight.probes, strict=True))
+    fired = runs[1][0].thinking_tokens < 18
+    assert fired == (threshold == 1.0)

@@ -27,7 +27,7 @@ e.g. `entropix+deer:threshold=0.9,max=512`):
 | `nowait` | NoWait | none |
 | `nothinking` | NoThinking | none |
 | `deer` | DEER | `threshold` (deer_threshold, 0.95), `probe` (probe_tokens, 8) |
-| `eat` | EAT | `threshold` (eat_threshold, 1e-4), `every` (probe_every, 32), `ema` (0.2), `probe` (8) |
+| `eat` | EAT | `threshold` (eat_threshold, 1e-4), `every` (probe_every, 32), `ema` (0.2), `probe` (1: EAT reads only the first answer token's entropy) |
 | `dynasor` | Dynasor-CoT | `every` (probe_every, 64), `streak` (dynasor_streak, 3), `probe` (8) |
 | `graceful` | graceful cap | `soft` (256), `grace` (64; max = soft + grace), `conf` (confident_entropy, 0.5) |
 
@@ -123,7 +123,8 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "nowait": {},
     "nothinking": {},
     "deer": {"threshold": 0.95, "probe": 8},
-    "eat": {"threshold": 1e-4, "every": 32, "ema": 0.2, "probe": 8},
+    # EAT reads only the entropy of the first answer token: a longer trial answer is never used
+    "eat": {"threshold": 1e-4, "every": 32, "ema": 0.2, "probe": 1},
     "dynasor": {"every": 64, "streak": 3, "probe": 8},
     "graceful": {"soft": 256, "grace": 64, "conf": 0.5},
 }
