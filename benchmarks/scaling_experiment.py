@@ -18,8 +18,8 @@ dataset) has one out dir, `benchmarks/results/scaling/<model>_<dataset>/`, that 
 | `random` | AlphaOne (random wait draws), entropix under the top cap | 1 sample, 1 seed | 300 | 200 |
 | `maj` | sampling at t = 0.7 under the top cap | 8 x 2 on GSM8K (maj@k to k = 16), 8 x 1 on MATH-500 | 100 | 100 |
 
-Dynasor-CoT is not in issue 19's list and probes as often as EAT, whose probes cost Qwen 10x the
-cap's slot time; it is left out (`compare --methods dynasor:max=512` adds it to any out dir).
+Dynasor-CoT is not in issue 19's list and probes as often as EAT (whose 8-token probes took Qwen
+10x the cap's slot time on GSM8K) with 8-token answers; it is left out (`compare --methods dynasor:max=512` adds it to any out dir).
 
 Each part is one `entropix-s1 compare` call (`--baseline` the top plain cap). Re-running a part
 skips its finished (problem, method, seed, sample) rows, so a killed part resumes where it
@@ -141,7 +141,7 @@ class Scope:
     The defaults are the stated subset (docs/experiments.md): all 500 MATH-500 problems and 16
     samples on every problem came to 83 CPU hours on 2 cores. GSM8K's first 300 problems run every
     deterministic part; MATH-500's first 200 run `seq` and `random` and its first 100 `methods`
-    (EAT's and DEER's probes cost Qwen about 10x the cap's slot time). `maj` samples the first 100
+    (Qwen's EAT took 10x the cap's slot time on GSM8K, with 8-token probes). `maj` samples the first 100
     problems of each set, K x S = 8 x 2 on GSM8K (seed-to-seed spread, maj@k to 16) and 8 x 1 on
     MATH-500 (maj@8), where both models solve under a tenth of the problems.
     """
